@@ -1,0 +1,196 @@
+//! Command-line interface: `run`, `check`, `generate`, `operators`. No engine logic lives here.
+
+use crate::diag::{render, Diagnostic, SourceFile};
+use crate::plan::Plan;
+use crate::runtime::{RunOptions, RunSummary};
+use crate::spec::PipelineSpec;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// eventflow: declared event pipelines on timely and differential dataflow.
+#[derive(Parser, Debug)]
+#[command(name = "eventflow", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline to the end of its inputs and write its outputs.
+    Run {
+        /// Pipeline file (TOML).
+        file: PathBuf,
+        /// Worker threads [default: number of cores].
+        #[arg(short, long)]
+        workers: Option<usize>,
+        /// Output folder [default: out/<pipeline name>].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Do not print progress or the summary.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Validate a pipeline file and print its plan: nodes, edges and schemas.
+    Check {
+        /// Pipeline file (TOML).
+        file: PathBuf,
+    },
+    /// Write a deterministic sample dataset.
+    Generate {
+        /// Which dataset.
+        dataset: Dataset,
+        /// Number of events.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Random seed; the same seed gives the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of malformed records to include, e.g. 0.01.
+        #[arg(long, default_value_t = 0.0)]
+        malformed_share: f64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List the source, transform and sink types.
+    Operators,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Dataset {
+    /// E-commerce orders (CSV): order_id, ts, customer_id, category, product, quantity, unit_price, amount, status.
+    Orders,
+}
+
+/// Parses arguments and runs the command; returns the process exit code
+/// (0 ok, 1 invalid pipeline, 2 runtime failure).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => match load(&file) {
+            Ok(plan) => {
+                print!("{}", plan.explain());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run {
+            file,
+            workers,
+            out,
+            quiet,
+        } => {
+            let plan = match load(&file) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let workers = workers.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let out_dir = out.unwrap_or_else(|| Path::new("out").join(&plan.name));
+            let opts = RunOptions {
+                workers,
+                out_dir: out_dir.clone(),
+                progress: !quiet,
+            };
+            match crate::runtime::run(Arc::new(plan), &opts) {
+                Ok(summary) => {
+                    if !quiet {
+                        eprint!("{}", summary.render());
+                        eprintln!("outputs in {}", out_dir.display());
+                    }
+                    report_balance(&summary)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Generate {
+            dataset: Dataset::Orders,
+            events,
+            seed,
+            malformed_share,
+            out,
+        } => {
+            let cfg = crate::generate::OrdersConfig {
+                events,
+                seed,
+                malformed_share,
+                ..Default::default()
+            };
+            let result = (|| -> std::io::Result<()> {
+                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mut w =
+                    std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
+                crate::generate::write_orders_csv(&cfg, &mut w)?;
+                std::io::Write::flush(&mut w)
+            })();
+            match result {
+                Ok(()) => {
+                    eprintln!("wrote {events} orders to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write `{}`: {e}", out.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Operators => {
+            println!("sources:");
+            for (name, doc) in crate::connectors::SOURCE_TYPES {
+                println!("  {name:<10} {doc}");
+            }
+            println!("transforms:");
+            for t in crate::registry::TRANSFORMS {
+                println!("  {:<10} {}", t.name(), t.summary());
+            }
+            println!("sinks:");
+            for (name, doc) in crate::connectors::SINK_TYPES {
+                println!("  {name:<10} {doc}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report_balance(summary: &RunSummary) -> ExitCode {
+    if summary.balanced() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: the run lost track of records (read ≠ emitted + filtered + dead-lettered); this is a bug");
+        ExitCode::from(2)
+    }
+}
+
+/// Loads and plans a pipeline file, printing diagnostics on failure (exit code 1).
+fn load(file: &Path) -> Result<Plan, ExitCode> {
+    let color = std::io::stderr().is_terminal();
+    let print = |source: &SourceFile, diags: &[Diagnostic]| {
+        let errors = diags.iter().filter(|d| d.is_error()).count();
+        eprint!("{}", render(source, diags, color));
+        eprintln!(
+            "error: `{}` has {errors} error{}",
+            source.name,
+            if errors == 1 { "" } else { "s" }
+        );
+    };
+    let spec = PipelineSpec::load(file).map_err(|(source, diags)| {
+        print(&source, &diags);
+        ExitCode::from(1)
+    })?;
+    crate::plan::build(&spec).map_err(|diags| {
+        print(&spec.file, &diags);
+        ExitCode::from(1)
+    })
+}

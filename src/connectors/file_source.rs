@@ -1,0 +1,257 @@
+//! The reading side of a file source: one splitter thread and one parser thread per local
+//! worker, feeding each worker over its own bounded channel.
+//!
+//! The file is memory-mapped and cut into chunks at record boundaries by [`split::Splitter`]
+//! (independent of how many threads parse). Chunk `k` goes to parser `k % parsers`, whose output
+//! goes to worker `k % parsers`. Each parser publishes the largest event time of every chunk it
+//! parsed to the source's [`ChunkClock`], so a worker can tell — in file order, whatever the
+//! number of workers — which of its records are late.
+
+use super::csv_parse::{self, CsvLayout};
+use super::jsonl_parse::{self, JsonLayout};
+use super::parsed::ParsedBatch;
+use super::split::{self, Splitter};
+use super::{SourceConfig, SourceFormat};
+use crate::record::Value;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use memmap2::Mmap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Target chunk size. Big enough to amortise per-chunk work, small enough to spread a few MB
+/// over every worker.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Parsed chunks in flight per worker; bounds memory and pushes back on the parsers.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// A parsed chunk on its way to a worker.
+pub struct ParsedChunk {
+    /// Chunk index in the file.
+    pub index: u64,
+    /// Its records.
+    pub batch: ParsedBatch,
+    /// Record position just after the chunk's last record.
+    pub end_position: u64,
+    /// Bytes of the file the chunk covers.
+    pub bytes: u64,
+}
+
+/// Something to call when a worker has new input (the runtime installs timely activators).
+pub trait Wake: Send + Sync {
+    /// Wakes local worker `worker`.
+    fn wake(&self, worker: usize);
+    /// Wakes every local worker.
+    fn wake_all(&self);
+}
+
+/// Per-chunk event-time maxima, published by parsers in any order, read as prefixes in file order.
+#[derive(Default)]
+pub struct ChunkClock {
+    state: Mutex<ClockState>,
+}
+
+#[derive(Default)]
+struct ClockState {
+    /// Max event time of each published chunk beyond the known prefix.
+    pending: std::collections::BTreeMap<u64, Option<i64>>,
+    /// `prefix[k]` = max event time over chunks `0..k`, for every `k` up to the first unpublished chunk.
+    prefix: Vec<Option<i64>>,
+}
+
+impl ChunkClock {
+    /// Publishes chunk `index`'s largest event time (`None` if it has no valid time).
+    pub fn publish(&self, index: u64, max: Option<i64>) {
+        let mut s = self
+            .state
+            .lock()
+            .expect("clock lock is never poisoned: no code panics while holding it");
+        if s.prefix.is_empty() {
+            s.prefix.push(None);
+        }
+        s.pending.insert(index, max);
+        loop {
+            let next = (s.prefix.len() - 1) as u64;
+            let Some(m) = s.pending.remove(&next) else {
+                break;
+            };
+            let last = *s.prefix.last().expect("prefix starts non-empty");
+            s.prefix.push(last.max(m));
+        }
+    }
+
+    /// The largest event time over chunks `0..index`, once all of them are published:
+    /// `Some(None)` when they have no valid times, `None` when some are not yet published.
+    pub fn max_before(&self, index: u64) -> Option<Option<i64>> {
+        if index == 0 {
+            return Some(None);
+        }
+        let s = self.state.lock().expect("clock lock is never poisoned");
+        s.prefix.get(index as usize).copied()
+    }
+}
+
+/// The running reader of one file source.
+pub struct FileSourceReader {
+    /// One receiver per local worker; each worker takes its own.
+    pub receivers: Vec<Mutex<Option<Receiver<ParsedChunk>>>>,
+    /// Event-time prefix maxima by chunk.
+    pub clock: Arc<ChunkClock>,
+    /// File size in bytes.
+    pub total_bytes: u64,
+    /// Bytes parsed so far (for progress).
+    pub parsed_bytes: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FileSourceReader {
+    /// Maps the file and starts the splitter and `parsers` parser threads.
+    pub fn start(
+        cfg: &SourceConfig,
+        parsers: usize,
+        waker: Arc<dyn Wake>,
+    ) -> std::io::Result<FileSourceReader> {
+        let file = std::fs::File::open(&cfg.path)?;
+        let len = file.metadata()?.len();
+        // SAFETY: the map is read-only; eventflow never writes its inputs, and the planner refuses
+        // outputs that overwrite an input. A file truncated by another process while mapped
+        // would fault, as with any mmap-based reader.
+        let map: Arc<dyn AsRef<[u8]> + Send + Sync> = if len == 0 {
+            Arc::new(Vec::<u8>::new())
+        } else {
+            Arc::new(unsafe { Mmap::map(&file)? })
+        };
+        let clock = Arc::new(ChunkClock::default());
+        let parsed_bytes = Arc::new(AtomicU64::new(0));
+        let (body_offset, first_line, layout) = {
+            let data: &[u8] = (*map).as_ref();
+            match cfg.format {
+                SourceFormat::Csv { delimiter } => {
+                    let (header, body) = split::read_header(data);
+                    let layout =
+                        CsvLayout::from_header(header.unwrap_or(b""), &cfg.schema, delimiter)
+                            .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidData, m))?;
+                    (body, split::line_at(data, body), Layout::Csv(layout))
+                }
+                SourceFormat::Jsonl => (0, 1, Layout::Json(JsonLayout::new(&cfg.schema))),
+            }
+        };
+        let layout = Arc::new(layout);
+        let quote_aware = matches!(cfg.format, SourceFormat::Csv { .. });
+        let mut threads = Vec::new();
+        let mut chunk_senders = Vec::new();
+        let mut receivers = Vec::new();
+        for p in 0..parsers {
+            let (chunk_tx, chunk_rx) = bounded::<split::Chunk>(CHANNEL_CHUNKS);
+            let (out_tx, out_rx) = bounded::<ParsedChunk>(CHANNEL_CHUNKS);
+            chunk_senders.push(chunk_tx);
+            receivers.push(Mutex::new(Some(out_rx)));
+            let ctx = ParserCtx {
+                map: map.clone(),
+                layout: layout.clone(),
+                schema: cfg.schema.clone(),
+                event_time: cfg.event_time,
+                clock: clock.clone(),
+                waker: waker.clone(),
+                parsed_bytes: parsed_bytes.clone(),
+                worker: p,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("parse:{}:{p}", cfg.name))
+                    .spawn(move || ctx.run(chunk_rx, out_tx))?,
+            );
+        }
+        let split_map = map.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("split:{}", cfg.name))
+                .spawn(move || {
+                    let data: &[u8] = (*split_map).as_ref();
+                    let splitter =
+                        Splitter::new(data, body_offset, first_line, CHUNK_BYTES, quote_aware);
+                    for chunk in splitter {
+                        let p = (chunk.index % chunk_senders.len() as u64) as usize;
+                        if chunk_senders[p].send(chunk).is_err() {
+                            return; // the run is shutting down
+                        }
+                    }
+                })?,
+        );
+        Ok(FileSourceReader {
+            receivers,
+            clock,
+            total_bytes: len,
+            parsed_bytes,
+            threads,
+        })
+    }
+
+    /// Waits for the reader threads (after the workers finished).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+enum Layout {
+    Csv(CsvLayout),
+    Json(JsonLayout),
+}
+
+struct ParserCtx {
+    map: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    layout: Arc<Layout>,
+    schema: crate::record::Schema,
+    event_time: Option<usize>,
+    clock: Arc<ChunkClock>,
+    waker: Arc<dyn Wake>,
+    parsed_bytes: Arc<AtomicU64>,
+    worker: usize,
+}
+
+impl ParserCtx {
+    fn run(self, chunks: Receiver<split::Chunk>, out: Sender<ParsedChunk>) {
+        let data: &[u8] = (*self.map).as_ref();
+        for chunk in chunks {
+            let mut batch = ParsedBatch::new(self.schema.len());
+            let bytes = chunk.bytes(data);
+            match &*self.layout {
+                Layout::Csv(l) => {
+                    csv_parse::parse_chunk(bytes, &chunk, l, &self.schema, &mut batch)
+                }
+                Layout::Json(l) => {
+                    jsonl_parse::parse_chunk(bytes, &chunk, l, &self.schema, &mut batch)
+                }
+            }
+            let end_position = chunk.first_position + batch.records() as u64;
+            if let Some(et) = self.event_time {
+                let max = batch
+                    .rows()
+                    .filter_map(|r| match r[et] {
+                        Value::Time(t) if t >= 0 => Some(t),
+                        _ => None,
+                    })
+                    .max();
+                self.clock.publish(chunk.index, max);
+                self.waker.wake_all();
+            }
+            self.parsed_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let parsed = ParsedChunk {
+                index: chunk.index,
+                batch,
+                end_position,
+                bytes: chunk.len() as u64,
+            };
+            if out.send(parsed).is_err() {
+                return;
+            }
+            self.waker.wake(self.worker);
+        }
+        drop(out);
+        self.waker.wake(self.worker);
+    }
+}

@@ -1,0 +1,323 @@
+//! Sources and sinks: where rows come from and where results go.
+//!
+//! Settings are read here (`configure_source`, `configure_sink`); the threads that read, parse
+//! and write live in [`file_source`] and [`file_sink`]. Parsing and I/O never run on a worker
+//! thread: they hand batches to workers over bounded crossbeam channels.
+
+pub mod csv_parse;
+pub mod dead_letter;
+pub mod file_sink;
+pub mod file_source;
+pub mod jsonl_parse;
+pub mod parsed;
+pub mod split;
+
+use crate::diag::Diagnostic;
+use crate::record::{Schema, Type};
+use crate::spec::{Params, PipelineSpec};
+use std::path::PathBuf;
+
+/// Source types, for `eventflow operators` and did-you-mean.
+pub const SOURCE_TYPES: [(&str, &str); 2] = [
+    (
+        "csv",
+        "CSV file with a header row; fields typed by `schema`",
+    ),
+    (
+        "jsonl",
+        "JSON Lines file (one object per line); fields typed by `schema`",
+    ),
+];
+
+/// Sink types, for `eventflow operators` and did-you-mean.
+pub const SINK_TYPES: [(&str, &str); 3] = [
+    ("csv", "CSV file in the output folder, with a header row"),
+    ("jsonl", "JSON Lines file in the output folder"),
+    (
+        "stdout",
+        "standard output, as CSV (or `format = \"jsonl\"`)",
+    ),
+];
+
+/// How a source's file is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// CSV with a header row and the given delimiter.
+    Csv {
+        /// Field delimiter byte.
+        delimiter: u8,
+    },
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// A configured file source.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    /// Node name.
+    pub name: String,
+    /// Encoding.
+    pub format: SourceFormat,
+    /// Resolved path of the input file.
+    pub path: PathBuf,
+    /// Where `path` is written in the pipeline file.
+    pub path_span: std::ops::Range<usize>,
+    /// Declared schema.
+    pub schema: Schema,
+    /// Position of the event-time field, if the source has one.
+    pub event_time: Option<usize>,
+    /// Maximum out-of-orderness of event time, in milliseconds.
+    pub max_lateness_ms: u64,
+}
+
+/// Whether a sink writes every change or the final result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkMode {
+    /// One row per change, with `time` and `diff` columns.
+    Updates,
+    /// The consolidated result at the end of the input.
+    Snapshot,
+}
+
+/// How a sink encodes rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// CSV with a header row.
+    Csv,
+    /// JSON Lines.
+    Jsonl,
+}
+
+/// Where a sink writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkTarget {
+    /// A file, relative to the run's output folder.
+    File(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+/// A configured sink.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// Node name.
+    pub name: String,
+    /// Encoding.
+    pub format: SinkFormat,
+    /// Destination.
+    pub target: SinkTarget,
+    /// Updates or snapshot.
+    pub mode: SinkMode,
+}
+
+/// Reads a source's settings. `kind` has been checked against [`SOURCE_TYPES`].
+pub fn configure_source(
+    kind: &str,
+    name: &str,
+    params: &mut Params<'_>,
+    spec: &PipelineSpec,
+) -> Option<SourceConfig> {
+    let path = params.req_str("path", "\"data/file.csv\"");
+    let delimiter = params.str("delimiter");
+    let schema = read_schema(params);
+    let event_time = params.str("event_time");
+    let lateness = params.duration_ms("max_lateness");
+    let format = match kind {
+        "csv" => {
+            let d = match &delimiter {
+                Some(d) if d.value.len() == 1 => d.value.as_bytes()[0],
+                Some(d) => {
+                    params.error(
+                        Diagnostic::error("E0105", "`delimiter` must be one character")
+                            .at(d.span.clone(), "e.g. \",\" or \";\" or \"\\t\""),
+                    );
+                    b','
+                }
+                None => b',',
+            };
+            SourceFormat::Csv { delimiter: d }
+        }
+        _ => {
+            if let Some(d) = &delimiter {
+                params.error(
+                    Diagnostic::error("E0102", "`delimiter` applies to csv sources only")
+                        .at(d.span.clone(), "remove this"),
+                );
+            }
+            SourceFormat::Jsonl
+        }
+    };
+    let schema = schema?;
+    let path = path?;
+    let mut et_index = None;
+    if let Some(et) = &event_time {
+        match schema.index_of(&et.value) {
+            Some(i) if schema.fields[i].ty == Type::Timestamp => et_index = Some(i),
+            Some(i) => params.error(
+                Diagnostic::error(
+                    "E0303",
+                    format!(
+                        "event_time field `{}` is `{}`, not `timestamp`",
+                        et.value, schema.fields[i].ty
+                    ),
+                )
+                .at(et.span.clone(), "must name a timestamp field")
+                .help(format!(
+                    "declare `{} = \"timestamp\"` in the schema",
+                    et.value
+                )),
+            ),
+            None => params.error(
+                Diagnostic::error("E0306", format!("unknown event_time field `{}`", et.value))
+                    .at(et.span.clone(), "not in the schema")
+                    .suggest(&et.value, schema.names()),
+            ),
+        }
+    } else if let Some(l) = &lateness {
+        params.error(
+            Diagnostic::error("E0105", "`max_lateness` needs `event_time`")
+                .at(l.span.clone(), "no event time to be late against")
+                .help("name the timestamp field with `event_time = \"...\"`"),
+        );
+    }
+    Some(SourceConfig {
+        name: name.to_string(),
+        format,
+        path: spec.resolve(&path.value),
+        path_span: path.span,
+        schema,
+        event_time: et_index,
+        max_lateness_ms: lateness.map(|l| l.value).unwrap_or(0),
+    })
+}
+
+fn read_schema(params: &mut Params<'_>) -> Option<Schema> {
+    let Some(entries) = params.str_table("schema") else {
+        if params.raw("schema").is_none() {
+            params.missing(
+                "schema",
+                "{ id = \"int\", ts = \"timestamp\", name = \"string\" }",
+            );
+        }
+        return None;
+    };
+    let mut fields: Vec<(String, Type)> = Vec::new();
+    let mut ok = true;
+    for (name, ty) in entries {
+        match Type::from_name(&ty.value) {
+            Some(t) => fields.push((name.value, t)),
+            None => {
+                ok = false;
+                params.error(
+                    Diagnostic::error(
+                        "E0105",
+                        format!("unknown type `{}` for field `{}`", ty.value, name.value),
+                    )
+                    .at(ty.span.clone(), "not a type")
+                    .suggest(&ty.value, Type::ALL.iter().map(|t| t.name()))
+                    .note("types: int, float, string, bool, timestamp"),
+                );
+            }
+        }
+    }
+    if fields.is_empty() && ok {
+        params.error(
+            Diagnostic::error("E0105", "`schema` declares no fields")
+                .at(params.owner_span(), "empty schema"),
+        );
+        return None;
+    }
+    ok.then(|| Schema::new(fields))
+}
+
+/// Reads a sink's settings. `kind` has been checked against [`SINK_TYPES`].
+pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option<SinkConfig> {
+    let mode = params.choice("mode", &["updates", "snapshot"]);
+    let mode = match mode.map(|m| m.value) {
+        Some("snapshot") => SinkMode::Snapshot,
+        _ => SinkMode::Updates,
+    };
+    match kind {
+        "stdout" => {
+            let format = match params.choice("format", &["csv", "jsonl"]).map(|f| f.value) {
+                Some("jsonl") => SinkFormat::Jsonl,
+                _ => SinkFormat::Csv,
+            };
+            Some(SinkConfig {
+                name: name.into(),
+                format,
+                target: SinkTarget::Stdout,
+                mode,
+            })
+        }
+        _ => {
+            let format = if kind == "csv" {
+                SinkFormat::Csv
+            } else {
+                SinkFormat::Jsonl
+            };
+            let default = format!("{name}.{kind}");
+            let path = params.str("path").map(|p| p.value).unwrap_or(default);
+            if std::path::Path::new(&path).is_absolute()
+                || path.split(['/', '\\']).any(|c| c == "..")
+            {
+                let span = params.owner_span();
+                params.error(
+                    Diagnostic::error(
+                        "E0105",
+                        format!("sink path `{path}` leaves the output folder"),
+                    )
+                    .at(
+                        span,
+                        "sink paths are relative to the output folder (`--out`)",
+                    ),
+                );
+                return None;
+            }
+            Some(SinkConfig {
+                name: name.into(),
+                format,
+                target: SinkTarget::File(PathBuf::from(path)),
+                mode,
+            })
+        }
+    }
+}
+
+/// Checks a source's file before any work starts: readable, and (CSV) a header with every
+/// schema field.
+pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Diagnostic> {
+    let shown = cfg.path.display();
+    let file = std::fs::File::open(&cfg.path).map_err(|e| {
+        Diagnostic::error(
+            "E0401",
+            format!(
+                "cannot open input file `{shown}` of source `{}`: {e}",
+                cfg.name
+            ),
+        )
+        .at(cfg.path_span.clone(), "this file")
+        .help("paths are relative to the pipeline file's folder")
+    })?;
+    if let SourceFormat::Csv { delimiter } = cfg.format {
+        use std::io::Read;
+        let mut head = Vec::new();
+        file.take(1 << 20).read_to_end(&mut head).map_err(|e| {
+            Diagnostic::error("E0401", format!("cannot read input file `{shown}`: {e}"))
+                .at(cfg.path_span.clone(), "this file")
+        })?;
+        let (header, _) = split::read_header(&head);
+        let header = header.unwrap_or(b"");
+        csv_parse::CsvLayout::from_header(header, &cfg.schema, delimiter).map_err(|msg| {
+            Diagnostic::error(
+                "E0402",
+                format!(
+                    "input file `{shown}` does not match the schema of source `{}`: {msg}",
+                    cfg.name
+                ),
+            )
+            .at(cfg.path_span.clone(), "this file's header")
+        })?;
+    }
+    Ok(())
+}

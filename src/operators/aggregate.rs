@@ -1,0 +1,408 @@
+//! `aggregate`: grouped `count`, `sum`, `min`, `max` and `avg`, maintained incrementally.
+//!
+//! ```toml
+//! [transforms.revenue]
+//! type = "aggregate"
+//! input = "paid"
+//! group_by = ["category"]
+//! aggregates = { revenue = "sum(amount)", orders = "count(*)" }
+//! ```
+//!
+//! The state of a group is an [`AggState`]: a value that can be *added* (a semigroup). Each
+//! record contributes `diff × its values`, so a retraction subtracts. Because addition is
+//! associative and exact, workers pre-combine the records of a tick locally ([`Combiner`]) and
+//! differential dataflow only sees one update per group, worker and tick.
+//!
+//! Exactness: integer sums are kept in `i128`; float sums in fixed point with 9 decimal places
+//! (also `i128`), so a float sum is the same whatever order or worker adds it — a plain `f64` sum
+//! would differ in its last bits between runs and worker counts.
+//! `min`/`max` keep only the extreme value, so they need an input without retractions; the plan
+//! rejects them otherwise.
+
+use super::{InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp};
+use crate::diag::Diagnostic;
+use crate::expr::{compile_aggregate, AggFunc, Expr};
+use crate::record::{Diff, Field, Row, Schema, Tick, Type, Value};
+use crate::spec::{Params, Sp};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Fixed-point scale for float sums: 10⁹ (nine decimal places).
+const FLOAT_SCALE: f64 = 1e9;
+
+/// Factory for `type = "aggregate"`.
+pub struct AggregateFactory;
+
+struct AggregateConfig {
+    group_by: Vec<Sp<String>>,
+    aggregates: Vec<(Sp<String>, Sp<String>)>,
+}
+
+impl TransformFactory for AggregateFactory {
+    fn name(&self) -> &'static str {
+        "aggregate"
+    }
+    fn summary(&self) -> &'static str {
+        "grouped count/sum/min/max/avg, updated incrementally (`group_by`, `aggregates`)"
+    }
+    fn example(&self) -> &'static str {
+        "type = \"aggregate\"\ninput = \"orders\"\ngroup_by = [\"category\"]\naggregates = { revenue = \"sum(amount)\", orders = \"count(*)\" }\n"
+    }
+    fn configure(&self, params: &mut Params<'_>) -> Option<Box<dyn TransformConfig>> {
+        let group_by = params.str_list("group_by").unwrap_or_default();
+        let aggregates = params.str_table("aggregates");
+        if params.raw("aggregates").is_none() {
+            params.missing("aggregates", "{ n = \"count(*)\" }");
+        }
+        let aggregates = aggregates?;
+        if aggregates.is_empty() && group_by.is_empty() {
+            params.error(
+                Diagnostic::error(
+                    "E0105",
+                    "an aggregate needs `group_by` fields or at least one aggregate",
+                )
+                .at(params.owner_span(), "nothing to compute"),
+            );
+            return None;
+        }
+        Some(Box::new(AggregateConfig {
+            group_by,
+            aggregates,
+        }))
+    }
+}
+
+impl TransformConfig for AggregateConfig {
+    fn plan(
+        &self,
+        inputs: &[InputInfo<'_>],
+        ctx: &PlanCtx<'_>,
+    ) -> Result<PlannedTransform, Vec<Diagnostic>> {
+        let input = inputs[0];
+        let mut diags = Vec::new();
+        let mut keys = Vec::new();
+        let mut fields = Vec::new();
+        for g in &self.group_by {
+            match input.schema.index_of(&g.value) {
+                Some(i) => {
+                    keys.push(i);
+                    fields.push(input.schema.fields[i].clone());
+                }
+                None => diags.push(
+                    Diagnostic::error(
+                        "E0306",
+                        format!("unknown field `{}` in `group_by`", g.value),
+                    )
+                    .at(g.span.clone(), "no such field in the input")
+                    .suggest(&g.value, input.schema.names())
+                    .note(format!("the input has: {}", input.schema)),
+                ),
+            }
+        }
+        let mut aggs = Vec::new();
+        for (name, text) in &self.aggregates {
+            if fields.iter().any(|f: &Field| f.name == name.value) {
+                diags.push(
+                    Diagnostic::error("E0310", format!("duplicate output column `{}`", name.value))
+                        .at(name.span.clone(), "already a group_by field or aggregate"),
+                );
+            }
+            match compile_aggregate(&text.value, input.schema) {
+                Ok(call) => {
+                    if matches!(call.func, AggFunc::Min | AggFunc::Max) && input.retracting {
+                        diags.push(
+                            Diagnostic::error("E0309", "min/max over an input that carries retractions is not supported yet")
+                                .at(text.span.clone(), "this input can retract rows")
+                                .note("min and max keep only the extreme value, which a retraction cannot undo"),
+                        );
+                    }
+                    if matches!(call.func, AggFunc::CountDistinct) {
+                        diags.push(
+                            Diagnostic::error("E0309", "count(DISTINCT ...) is not supported yet")
+                                .at(text.span.clone(), "not yet implemented"),
+                        );
+                    }
+                    let input_float = call.arg.as_ref().and_then(Expr::ty) == Some(Type::Float);
+                    fields.push(Field {
+                        name: name.value.clone(),
+                        ty: call.ty,
+                    });
+                    aggs.push(AggSpec {
+                        func: call.func,
+                        arg: call.arg,
+                        input_float,
+                    });
+                }
+                Err(errs) => diags.extend(ctx.expr_diags(text, errs)),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let describe = format!(
+            "group by [{}]: {}",
+            self.group_by
+                .iter()
+                .map(|g| g.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.aggregates
+                .iter()
+                .map(|(n, t)| format!("{} = {}", n.value, t.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(PlannedTransform {
+            schema: Schema { fields },
+            retracting: true,
+            describe,
+            op: TransformOp::Aggregate(Arc::new(AggregatePlan { keys, aggs })),
+        })
+    }
+}
+
+/// One aggregate column.
+#[derive(Clone, Debug)]
+pub struct AggSpec {
+    func: AggFunc,
+    arg: Option<Expr>,
+    input_float: bool,
+}
+
+/// A planned aggregate: which fields form the key and what to compute per group.
+#[derive(Clone, Debug)]
+pub struct AggregatePlan {
+    keys: Vec<usize>,
+    aggs: Vec<AggSpec>,
+}
+
+/// The accumulated state of one aggregate column.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Acc {
+    /// `count(x)`: rows where x is not null. (`count(*)` reads [`AggState::records`].)
+    Count(i64),
+    /// `sum`/`avg`: the exact sum (integers, or floats in fixed point) and the non-null count.
+    Sum {
+        /// Exact sum.
+        sum: i128,
+        /// How many non-null values.
+        n: i64,
+    },
+    /// `min`: the smallest value seen.
+    Min(Option<Value>),
+    /// `max`: the largest value seen.
+    Max(Option<Value>),
+}
+
+/// The state of one group: the signed number of records and one [`Acc`] per aggregate column.
+/// It is differential dataflow's difference type for aggregates, so adding two states must be
+/// associative and commutative ([`AggState::add`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AggState {
+    /// Records in the group (inserts minus retractions).
+    pub records: i64,
+    /// One accumulator per aggregate column.
+    pub accs: Vec<Acc>,
+}
+
+impl AggState {
+    /// Adds another state into this one.
+    pub fn add(&mut self, other: &AggState) {
+        self.records += other.records;
+        for (a, b) in self.accs.iter_mut().zip(&other.accs) {
+            match (a, b) {
+                (Acc::Count(x), Acc::Count(y)) => *x += y,
+                (Acc::Sum { sum, n }, Acc::Sum { sum: s2, n: n2 }) => {
+                    *sum = sum.wrapping_add(*s2);
+                    *n += n2;
+                }
+                (Acc::Min(x), Acc::Min(y)) => merge_extreme(x, y, std::cmp::Ordering::Less),
+                (Acc::Max(x), Acc::Max(y)) => merge_extreme(x, y, std::cmp::Ordering::Greater),
+                _ => debug_assert!(false, "aggregate states of different shapes"),
+            }
+        }
+    }
+
+    /// Whether the state is the identity: no records and nothing accumulated.
+    pub fn is_zero(&self) -> bool {
+        self.records == 0
+            && self.accs.iter().all(|a| match a {
+                Acc::Count(c) => *c == 0,
+                Acc::Sum { sum, n } => *sum == 0 && *n == 0,
+                Acc::Min(v) | Acc::Max(v) => v.is_none(),
+            })
+    }
+}
+
+fn merge_extreme(x: &mut Option<Value>, y: &Option<Value>, keep: std::cmp::Ordering) {
+    if let Some(y) = y {
+        match x {
+            Some(cur) if sql_cmp(y, cur) != keep => {}
+            _ => *x = Some(y.clone()),
+        }
+    }
+}
+
+/// Orders values as SQL does: ints and floats numerically.
+fn sql_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if !matches!((a, b), (Value::Int(_), Value::Int(_))) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+impl AggregatePlan {
+    /// The output schema's leading fields are the key fields, in `group_by` order.
+    pub fn key_len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Writes the group key of `row` into `key` (cleared first).
+    pub fn key_into(&self, row: &[Value], key: &mut Row) {
+        key.clear();
+        key.extend(
+            self.keys
+                .iter()
+                .map(|&i| row.get(i).cloned().unwrap_or_default()),
+        );
+    }
+
+    /// The identity state.
+    pub fn zero(&self) -> AggState {
+        AggState {
+            records: 0,
+            accs: self
+                .aggs
+                .iter()
+                .map(|a| match a.func {
+                    AggFunc::Count | AggFunc::CountDistinct => Acc::Count(0),
+                    AggFunc::Sum | AggFunc::Avg => Acc::Sum { sum: 0, n: 0 },
+                    AggFunc::Min => Acc::Min(None),
+                    AggFunc::Max => Acc::Max(None),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds `diff` copies of `row` into `state` without allocating (for numeric arguments).
+    pub fn fold(&self, state: &mut AggState, row: &[Value], diff: Diff) {
+        let diff = diff as i64;
+        state.records += diff;
+        for (spec, acc) in self.aggs.iter().zip(state.accs.iter_mut()) {
+            let Some(arg) = &spec.arg else {
+                continue; // count(*): `records` is the answer
+            };
+            let v = match arg.as_field() {
+                Some(i) => std::borrow::Cow::Borrowed(row.get(i).unwrap_or(&Value::Null)),
+                None => std::borrow::Cow::Owned(arg.eval(row)),
+            };
+            if v.is_null() {
+                continue;
+            }
+            match acc {
+                Acc::Count(c) => *c += diff,
+                Acc::Sum { sum, n } => {
+                    let x: i128 = match &*v {
+                        Value::Int(i) => *i as i128,
+                        Value::Float(f) if spec.input_float => {
+                            (f.get() * FLOAT_SCALE).round() as i128
+                        }
+                        Value::Float(f) => f.get() as i128,
+                        _ => continue,
+                    };
+                    *sum = sum.wrapping_add(x.wrapping_mul(diff as i128));
+                    *n += diff;
+                }
+                Acc::Min(m) => merge_extreme(m, &Some(v.into_owned()), std::cmp::Ordering::Less),
+                Acc::Max(m) => merge_extreme(m, &Some(v.into_owned()), std::cmp::Ordering::Greater),
+            }
+        }
+    }
+
+    /// The output row of a group: its key, then each aggregate's value.
+    pub fn finalize(&self, key: &[Value], state: &AggState) -> Row {
+        let mut row = Vec::with_capacity(key.len() + self.aggs.len());
+        row.extend_from_slice(key);
+        for (spec, acc) in self.aggs.iter().zip(&state.accs) {
+            row.push(match (spec.func, acc.clone()) {
+                (AggFunc::Count, Acc::Count(_)) if spec.arg.is_none() => Value::Int(state.records),
+                (_, Acc::Count(c)) => Value::Int(c),
+                (_, Acc::Sum { n: 0, .. }) => Value::Null,
+                (AggFunc::Avg, Acc::Sum { sum, n }) => {
+                    let total = if spec.input_float {
+                        sum as f64 / FLOAT_SCALE
+                    } else {
+                        sum as f64
+                    };
+                    Value::float(total / n as f64)
+                }
+                (_, Acc::Sum { sum, .. }) if spec.input_float => {
+                    Value::float(sum as f64 / FLOAT_SCALE)
+                }
+                (_, Acc::Sum { sum, .. }) => {
+                    Value::Int((sum).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+                }
+                (_, Acc::Min(v)) | (_, Acc::Max(v)) => v.unwrap_or_default(),
+            });
+        }
+        row
+    }
+}
+
+/// Pre-aggregation: combines the records of each (tick, group) on one worker before they are
+/// exchanged, so differential dataflow sees one update per group per tick instead of one per
+/// record. Lookups borrow the key, so a record of an existing group allocates nothing.
+pub struct Combiner {
+    plan: Arc<AggregatePlan>,
+    ticks: BTreeMap<Tick, HashMap<Row, AggState, foldhash::fast::FixedState>>,
+    key: Row,
+}
+
+impl Combiner {
+    /// An empty combiner for `plan`.
+    pub fn new(plan: Arc<AggregatePlan>) -> Combiner {
+        Combiner {
+            plan,
+            ticks: BTreeMap::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// Adds `diff` copies of `row` at `tick`.
+    pub fn add(&mut self, tick: Tick, row: &[Value], diff: Diff) {
+        self.plan.key_into(row, &mut self.key);
+        let groups = self.ticks.entry(tick).or_default();
+        if let Some(state) = groups.get_mut(self.key.as_slice()) {
+            self.plan.fold(state, row, diff);
+        } else {
+            let mut state = self.plan.zero();
+            self.plan.fold(&mut state, row, diff);
+            groups.insert(self.key.clone(), state);
+        }
+    }
+
+    /// Removes and returns every tick before `bound` (all ticks for `None`), in tick order,
+    /// dropping groups whose state cancelled out.
+    pub fn drain_before(&mut self, bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, AggState)>)> {
+        let keep = match bound {
+            Some(b) => self.ticks.split_off(&b),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(&mut self.ticks, keep);
+        done.into_iter()
+            .map(|(t, groups)| {
+                (
+                    t,
+                    groups.into_iter().filter(|(_, s)| !s.is_zero()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.ticks.is_empty()
+    }
+}

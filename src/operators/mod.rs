@@ -1,0 +1,120 @@
+//! Transforms: the operator trait every transform implements, built-in or user-written.
+//!
+//! A transform type has two halves, as in Vector and DataFusion:
+//! - a [`TransformFactory`] (one per type, listed in [`crate::registry`]) that reads the node's
+//!   settings and returns a [`TransformConfig`]; it validates but builds nothing;
+//! - the config's [`TransformConfig::plan`], called once the input schemas are known, which
+//!   resolves names, compiles expressions and returns the runtime object ([`TransformOp`]).
+//!
+//! Runtime objects come in tiers; use the lowest that works:
+//! 1. [`RecordOp`]: a pure function from one row to zero or one row, with no state and no time
+//!    (`filter`, `select`). Chains of them are fused into the source that feeds them.
+//! 2. Built-in dataflow operators the runtime renders onto differential dataflow (`union`,
+//!    `aggregate`).
+
+pub mod aggregate;
+pub mod filter;
+pub mod select;
+pub mod union;
+
+use crate::diag::{Diagnostic, SourceFile};
+use crate::expr::ExprError;
+use crate::record::{Row, Schema};
+use crate::spec::{Params, Sp};
+use std::sync::Arc;
+
+/// What a transform's plan step knows about one input.
+#[derive(Clone, Copy, Debug)]
+pub struct InputInfo<'a> {
+    /// The input's schema.
+    pub schema: &'a Schema,
+    /// Whether the input may carry retractions (diff -1).
+    pub retracting: bool,
+}
+
+/// Context for planning: the pipeline file, to turn expression errors into file spans.
+pub struct PlanCtx<'a> {
+    /// The pipeline file.
+    pub file: &'a SourceFile,
+    /// The span of the node's name, for errors about the node as a whole.
+    pub node_span: std::ops::Range<usize>,
+}
+
+impl PlanCtx<'_> {
+    /// Converts expression errors into diagnostics pointing inside the expression string.
+    pub fn expr_diags(&self, text: &Sp<String>, errors: Vec<ExprError>) -> Vec<Diagnostic> {
+        errors
+            .into_iter()
+            .map(|e| {
+                let span = crate::spec::params::span_within(&self.file.text, text, e.span.clone());
+                let d = Diagnostic::error(e.code, e.message).at(span, e.label);
+                match e.help {
+                    Some(h) => d.help(h),
+                    None => d,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads a transform type's settings. Implementations are unit structs listed in the registry.
+pub trait TransformFactory: Sync {
+    /// The `type` name in pipeline files (a verb, snake_case).
+    fn name(&self) -> &'static str;
+    /// One line for `eventflow operators`.
+    fn summary(&self) -> &'static str;
+    /// An example node body (without the `[transforms.NAME]` header) that a test plans.
+    fn example(&self) -> &'static str;
+    /// How many inputs it takes: (min, max); `None` is unbounded.
+    fn arity(&self) -> (usize, Option<usize>) {
+        (1, Some(1))
+    }
+    /// Reads and checks the settings; problems go to `params.diags`. Returns `None` on error.
+    fn configure(&self, params: &mut Params<'_>) -> Option<Box<dyn TransformConfig>>;
+}
+
+/// A transform's checked settings, waiting for its input schemas.
+pub trait TransformConfig: Send + Sync {
+    /// Resolves names against the inputs, compiles expressions, and returns the runtime object.
+    fn plan(
+        &self,
+        inputs: &[InputInfo<'_>],
+        ctx: &PlanCtx<'_>,
+    ) -> Result<PlannedTransform, Vec<Diagnostic>>;
+}
+
+/// A transform ready to run.
+pub struct PlannedTransform {
+    /// The schema of its output.
+    pub schema: Schema,
+    /// Whether its output may carry retractions.
+    pub retracting: bool,
+    /// What the runtime renders.
+    pub op: TransformOp,
+    /// A one-line description for `eventflow check`.
+    pub describe: String,
+}
+
+/// The runtime object of a transform.
+#[derive(Clone)]
+pub enum TransformOp {
+    /// Tier 1: a stateless per-row function; fused into upstream chains.
+    Record(Arc<dyn RecordOp>),
+    /// Concatenate inputs of the same schema.
+    Union,
+    /// Grouped aggregates maintained by differential dataflow.
+    Aggregate(Arc<aggregate::AggregatePlan>),
+}
+
+/// Tier 1 operator: a pure function over one row. `apply` rewrites `row` in place (it may use
+/// `scratch` as a second buffer and swap) and returns whether the row continues downstream.
+/// It must not panic on any row, and must not keep state between calls: the runtime may call
+/// it on any worker, in any order.
+pub trait RecordOp: Send + Sync {
+    /// Processes one row; `false` drops it.
+    fn apply(&self, row: &mut Row, scratch: &mut Row) -> bool;
+    /// Whether this operator only drops rows (counted as "filtered" in the run summary).
+    fn is_filter(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,543 @@
+//! From a parsed pipeline file to a validated, typed graph ready to run.
+//!
+//! Checks run in phases, each reporting all of its errors; a failing phase stops the next so
+//! errors never cascade:
+//! 1. settings and node parameters (unknown keys, wrong value types, unknown node types);
+//! 2. the graph (duplicate names, unknown inputs, cycles, sinks used as inputs);
+//! 3. schemas and expressions, in topological order;
+//! 4. the environment (input files readable, CSV headers, output paths that collide).
+
+use crate::connectors::{self, SinkConfig, SinkTarget, SourceConfig, SINK_TYPES, SOURCE_TYPES};
+use crate::diag::{Diagnostic, SourceFile};
+use crate::operators::{InputInfo, PlanCtx, PlannedTransform, TransformConfig};
+use crate::record::Schema;
+use crate::registry;
+use crate::spec::{Params, PipelineSpec, Role, Sp};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// How the pipeline's logical time is derived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Event time from each source's `event_time` field, grouped into ticks of `tick_ms`.
+    Event {
+        /// Tick length in milliseconds.
+        tick_ms: u64,
+    },
+    /// Record position in each source's file, grouped into ticks of `tick_records` records.
+    Position {
+        /// Records per tick.
+        tick_records: u64,
+    },
+}
+
+impl TimeDomain {
+    /// The tick a record belongs to, given its event time (ms) or position.
+    pub fn tick_of(&self, t: u64) -> u64 {
+        match *self {
+            TimeDomain::Event { tick_ms } => t - t % tick_ms,
+            TimeDomain::Position { tick_records } => t - t % tick_records,
+        }
+    }
+}
+
+/// What a node does.
+pub enum NodeKind {
+    /// Reads a file.
+    Source(SourceConfig),
+    /// Transforms its inputs.
+    Transform(PlannedTransform),
+    /// Writes its input.
+    Sink(SinkConfig),
+}
+
+/// One node of the validated graph.
+pub struct PlanNode {
+    /// Its name.
+    pub name: String,
+    /// Its `type`.
+    pub kind_name: String,
+    /// Indices (into [`Plan::nodes`]) of its inputs.
+    pub inputs: Vec<usize>,
+    /// Indices of the nodes that read it.
+    pub consumers: Vec<usize>,
+    /// The schema of its output (for a sink: of its input).
+    pub schema: Schema,
+    /// Whether its output may carry retractions.
+    pub retracting: bool,
+    /// What it does.
+    pub kind: NodeKind,
+}
+
+/// A validated pipeline: nodes in topological order (every input before its readers).
+pub struct Plan {
+    /// Pipeline name (`[pipeline] name`, or the file's stem).
+    pub name: String,
+    /// The pipeline file.
+    pub file: SourceFile,
+    /// How time is derived.
+    pub time: TimeDomain,
+    /// Nodes, inputs first.
+    pub nodes: Vec<PlanNode>,
+}
+
+/// Builds the plan, or every diagnostic of the first failing phase.
+pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
+    // Phase 1: settings and parameters.
+    let mut diags = Vec::new();
+    let mut settings = Params::new(
+        &spec.settings.value,
+        "[pipeline]",
+        spec.settings.span.clone(),
+    );
+    let default_name = std::path::Path::new(&spec.file.name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into());
+    let name = settings
+        .str("name")
+        .map(|s| s.value)
+        .unwrap_or(default_name);
+    let _description = settings.str("description");
+    let tick = settings.duration_ms("tick");
+    let tick_records = settings.u64("tick_records");
+    for t in [&tick, &tick_records].into_iter().flatten() {
+        if t.value == 0 {
+            settings.error(
+                Diagnostic::error("E0105", "a tick must be greater than zero")
+                    .at(t.span.clone(), "zero"),
+            );
+        }
+    }
+    diags.extend(settings.finish());
+
+    enum Configured {
+        Source(SourceConfig),
+        Transform(Box<dyn TransformConfig>),
+        Sink(SinkConfig),
+    }
+    let mut configured = Vec::new();
+    for node in &spec.nodes {
+        let owner = format!("{}.{}", node.role.table(), node.name.value);
+        let mut params = Params::new(&node.params, owner, node.name.span.clone());
+        let types: Vec<&str> = match node.role {
+            Role::Source => SOURCE_TYPES.iter().map(|t| t.0).collect(),
+            Role::Transform => registry::TRANSFORMS.iter().map(|t| t.name()).collect(),
+            Role::Sink => SINK_TYPES.iter().map(|t| t.0).collect(),
+        };
+        if !types.contains(&node.kind.value.as_str()) {
+            let msg = format!("unknown {} type `{}`", node.role.noun(), node.kind.value);
+            diags.push(
+                Diagnostic::error("E0203", msg)
+                    .at(
+                        node.kind.span.clone(),
+                        format!("no {} with this name", node.role.noun()),
+                    )
+                    .suggest(&node.kind.value, types.iter().copied())
+                    .note(format!(
+                        "`eventflow operators` lists every {} type: {}",
+                        node.role.noun(),
+                        types.join(", ")
+                    )),
+            );
+            configured.push(None);
+            continue;
+        }
+        let c = match node.role {
+            Role::Source => {
+                connectors::configure_source(&node.kind.value, &node.name.value, &mut params, spec)
+                    .map(Configured::Source)
+            }
+            Role::Transform => {
+                let factory = registry::transform(&node.kind.value).expect("checked above");
+                let (min, max) = factory.arity();
+                let n = node.inputs.len();
+                if n < min || max.is_some_and(|m| n > m) {
+                    let want = match max {
+                        Some(m) if m == min => format!("exactly {min}"),
+                        Some(m) => format!("{min} to {m}"),
+                        None => format!("at least {min}"),
+                    };
+                    params.error(
+                        Diagnostic::error(
+                            "E0205",
+                            format!("`{}` takes {want} input(s), found {n}", node.kind.value),
+                        )
+                        .at(node.name.span.clone(), "wrong number of inputs"),
+                    );
+                }
+                factory.configure(&mut params).map(Configured::Transform)
+            }
+            Role::Sink => {
+                if node.inputs.len() > 1 {
+                    params.error(
+                        Diagnostic::error("E0205", "a sink takes exactly one input")
+                            .at(node.inputs[1].span.clone(), "extra input")
+                            .help("put a `union` transform in front of the sink"),
+                    );
+                }
+                connectors::configure_sink(&node.kind.value, &node.name.value, &mut params)
+                    .map(Configured::Sink)
+            }
+        };
+        diags.extend(params.finish());
+        configured.push(c);
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let configured: Vec<Configured> = configured
+        .into_iter()
+        .map(|c| c.expect("no diagnostics means configured"))
+        .collect();
+
+    // Phase 2: the graph.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in spec.nodes.iter().enumerate() {
+        if let Some(&first) = index.get(node.name.value.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    "E0201",
+                    format!("duplicate node name `{}`", node.name.value),
+                )
+                .at(node.name.span.clone(), "second node with this name")
+                .also(spec.nodes[first].name.span.clone(), "first defined here")
+                .help("node names must be unique across sources, transforms and sinks"),
+            );
+        } else {
+            index.insert(&node.name.value, i);
+        }
+    }
+    let mut edges: Vec<Vec<usize>> = Vec::new();
+    for node in &spec.nodes {
+        let mut ins = Vec::new();
+        for input in &node.inputs {
+            match index.get(input.value.as_str()) {
+                Some(&j) if spec.nodes[j].role == Role::Sink => diags.push(
+                    Diagnostic::error(
+                        "E0205",
+                        format!("`{}` reads from sink `{}`", node.name.value, input.value),
+                    )
+                    .at(input.span.clone(), "sinks have no output")
+                    .help("read from the sink's input instead"),
+                ),
+                Some(&j) => ins.push(j),
+                None => {
+                    let names = spec
+                        .nodes
+                        .iter()
+                        .filter(|n| n.role != Role::Sink)
+                        .map(|n| n.name.value.as_str());
+                    diags.push(
+                        Diagnostic::error(
+                            "E0202",
+                            format!("unknown input `{}` of `{}`", input.value, node.name.value),
+                        )
+                        .at(input.span.clone(), "no source or transform with this name")
+                        .suggest(&input.value, names),
+                    )
+                }
+            }
+        }
+        edges.push(ins);
+    }
+    if !spec.nodes.iter().any(|n| n.role == Role::Sink) {
+        diags.push(
+            Diagnostic::error("E0206", "the pipeline has no sink")
+                .at(spec.settings.span.clone(), "nothing would be written")
+                .help("add a `[sinks.NAME]` table with `type = \"csv\"` and an `input`"),
+        );
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let order = match topological_order(&edges) {
+        Ok(o) => o,
+        Err(cycle) => {
+            let path = cycle
+                .iter()
+                .map(|&i| spec.nodes[i].name.value.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ");
+            let first = &spec.nodes[cycle[0]];
+            let mut d = Diagnostic::error("E0204", format!("the pipeline has a cycle: {path}"))
+                .at(first.name.span.clone(), "this node depends on itself")
+                .help("pipelines are acyclic: remove one of these inputs");
+            for &i in &cycle[1..cycle.len() - 1] {
+                d = d.also(spec.nodes[i].name.span.clone(), "part of the cycle");
+            }
+            return Err(vec![d]);
+        }
+    };
+
+    // Phase 3: schemas and expressions, inputs first.
+    let mut slots: Vec<Option<Configured>> = configured.into_iter().map(Some).collect();
+    let mut position = vec![usize::MAX; spec.nodes.len()];
+    let mut nodes: Vec<PlanNode> = Vec::new();
+    let mut failed = vec![false; spec.nodes.len()];
+    for &i in &order {
+        let node = &spec.nodes[i];
+        position[i] = nodes.len();
+        let inputs: Vec<usize> = edges[i].iter().map(|&j| position[j]).collect();
+        let kind_name = node.kind.value.clone();
+        if edges[i].iter().any(|&j| failed[j]) {
+            failed[i] = true;
+            nodes.push(placeholder(node.name.value.clone(), kind_name, inputs));
+            continue;
+        }
+        let planned = match slots[i].take().expect("each node planned once") {
+            Configured::Source(cfg) => Ok((cfg.schema.clone(), false, NodeKind::Source(cfg))),
+            Configured::Sink(cfg) => {
+                let input = &nodes[inputs[0]];
+                Ok((input.schema.clone(), input.retracting, NodeKind::Sink(cfg)))
+            }
+            Configured::Transform(cfg) => {
+                let infos: Vec<InputInfo<'_>> = inputs
+                    .iter()
+                    .map(|&j| InputInfo {
+                        schema: &nodes[j].schema,
+                        retracting: nodes[j].retracting,
+                    })
+                    .collect();
+                let ctx = PlanCtx {
+                    file: &spec.file,
+                    node_span: node.name.span.clone(),
+                };
+                cfg.plan(&infos, &ctx)
+                    .map(|p| (p.schema.clone(), p.retracting, NodeKind::Transform(p)))
+            }
+        };
+        match planned {
+            Ok((schema, retracting, kind)) => nodes.push(PlanNode {
+                name: node.name.value.clone(),
+                kind_name,
+                inputs,
+                consumers: Vec::new(),
+                schema,
+                retracting,
+                kind,
+            }),
+            Err(d) => {
+                diags.extend(d);
+                failed[i] = true;
+                nodes.push(placeholder(node.name.value.clone(), kind_name, inputs));
+            }
+        }
+    }
+    let sources: Vec<&SourceConfig> = nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Source(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let with_time = sources.iter().filter(|s| s.event_time.is_some()).count();
+    if with_time != 0 && with_time != sources.len() {
+        let span = spec
+            .nodes
+            .iter()
+            .find(|n| n.role == Role::Source)
+            .map(|n| n.name.span.clone())
+            .unwrap_or(0..0);
+        diags.push(
+            Diagnostic::error("E0308", "some sources have `event_time` and some do not")
+                .at(span, "time domains differ")
+                .help(
+                    "give every source an `event_time`, or none (then record position is the time)",
+                ),
+        );
+    }
+    if tick.is_some() && with_time == 0 {
+        diags.push(
+            Diagnostic::error(
+                "E0105",
+                "`tick` is a duration of event time, but no source has `event_time`",
+            )
+            .at(
+                tick.as_ref().map(|t| t.span.clone()).unwrap_or(0..0),
+                "no event time",
+            )
+            .help("use `tick_records` to group records by position"),
+        );
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let time = if with_time > 0 {
+        TimeDomain::Event {
+            tick_ms: tick.map(|t| t.value).unwrap_or(1000),
+        }
+    } else {
+        TimeDomain::Position {
+            tick_records: tick_records.map(|t| t.value).unwrap_or(100_000),
+        }
+    };
+    for i in 0..nodes.len() {
+        for j in nodes[i].inputs.clone() {
+            nodes[j].consumers.push(i);
+        }
+    }
+
+    // Phase 4: the environment.
+    let mut outputs: HashMap<std::path::PathBuf, &Sp<String>> = HashMap::new();
+    for (n, node) in nodes.iter().zip(order.iter().map(|&i| &spec.nodes[i])) {
+        match &n.kind {
+            NodeKind::Source(cfg) => {
+                if let Err(d) = connectors::check_source_file(cfg) {
+                    diags.push(d);
+                }
+            }
+            NodeKind::Sink(SinkConfig {
+                target: SinkTarget::File(p),
+                ..
+            }) => {
+                if let Some(first) = outputs.insert(p.clone(), &node.name) {
+                    diags.push(
+                        Diagnostic::error("E0403", format!("two sinks write `{}`", p.display()))
+                            .at(node.name.span.clone(), "second sink")
+                            .also(first.span.clone(), "first sink")
+                            .help("give one of them a different `path`"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(Plan {
+        name,
+        file: spec.file.clone(),
+        time,
+        nodes,
+    })
+}
+
+fn placeholder(name: String, kind_name: String, inputs: Vec<usize>) -> PlanNode {
+    PlanNode {
+        name,
+        kind_name,
+        inputs,
+        consumers: Vec::new(),
+        schema: Schema::default(),
+        retracting: false,
+        kind: NodeKind::Transform(PlannedTransform {
+            schema: Schema::default(),
+            retracting: false,
+            op: crate::operators::TransformOp::Union,
+            describe: String::new(),
+        }),
+    }
+}
+
+/// Kahn's algorithm, stable in declaration order; on a cycle returns its path (first = last).
+fn topological_order(edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = edges.len();
+    let mut indegree: Vec<usize> = edges.iter().map(Vec::len).collect();
+    let mut readers = vec![Vec::new(); n];
+    for (i, ins) in edges.iter().enumerate() {
+        for &j in ins {
+            readers[j].push(i);
+        }
+    }
+    let mut order = Vec::new();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| indegree[i] == 0).collect();
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &r in &readers[i] {
+            indegree[r] -= 1;
+            if indegree[r] == 0 {
+                ready.insert(r);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk inputs from a node left in the cycle until a node repeats.
+    let mut at = (0..n).find(|&i| indegree[i] > 0).expect("a node is left");
+    let mut path = vec![at];
+    loop {
+        at = *edges[at]
+            .iter()
+            .find(|&&j| indegree[j] > 0)
+            .expect("a cycle node has a cyclic input");
+        if let Some(p) = path.iter().position(|&x| x == at) {
+            let mut cycle: Vec<usize> = path[p..].to_vec();
+            cycle.reverse();
+            cycle.insert(0, at);
+            cycle.dedup();
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(at);
+    }
+}
+
+impl Plan {
+    /// A readable description of the plan: nodes, edges and schemas, for `eventflow check`.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let time = match self.time {
+            TimeDomain::Event { tick_ms } => format!("event time, ticks of {tick_ms} ms"),
+            TimeDomain::Position { tick_records } => {
+                format!("record position, ticks of {tick_records} records")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "pipeline `{}` ({} nodes; time: {time})",
+            self.name,
+            self.nodes.len()
+        );
+        for n in &self.nodes {
+            let inputs = n
+                .inputs
+                .iter()
+                .map(|&i| self.nodes[i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (role, detail) = match &n.kind {
+                NodeKind::Source(s) => {
+                    let mut d = format!("{}", s.path.display());
+                    if let Some(et) = s.event_time {
+                        let _ = write!(
+                            d,
+                            ", event_time {} (max_lateness {} ms)",
+                            s.schema.fields[et].name, s.max_lateness_ms
+                        );
+                    }
+                    ("source", d)
+                }
+                NodeKind::Transform(t) => ("transform", t.describe.clone()),
+                NodeKind::Sink(s) => {
+                    let target = match &s.target {
+                        SinkTarget::File(p) => p.display().to_string(),
+                        SinkTarget::Stdout => "stdout".into(),
+                    };
+                    (
+                        "sink",
+                        format!("{target}, mode {:?}", s.mode).to_lowercase(),
+                    )
+                }
+            };
+            let _ = writeln!(out, "  {role} {} [{}]: {detail}", n.name, n.kind_name);
+            if !inputs.is_empty() {
+                let _ = writeln!(out, "    inputs: {inputs}");
+            }
+            let _ = writeln!(
+                out,
+                "    schema: ({}){}",
+                n.schema,
+                if n.retracting {
+                    ", with retractions"
+                } else {
+                    ""
+                }
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,139 @@
+//! Run counters and the run summary (`summary.json`).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one source, shared by its workers.
+#[derive(Default, Debug)]
+pub struct SourceMetrics {
+    /// Records read (good and dead).
+    pub read: AtomicU64,
+    /// Records that left the source's fused chain into the dataflow.
+    pub emitted: AtomicU64,
+    /// Records dropped by filters fused into the source.
+    pub filtered: AtomicU64,
+    /// Records dead-lettered (malformed, bad value, late).
+    pub dead: AtomicU64,
+    /// Bytes of input handled by workers.
+    pub bytes: AtomicU64,
+}
+
+impl SourceMetrics {
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-source lines of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceSummary {
+    /// Source name.
+    pub name: String,
+    /// Input file.
+    pub path: String,
+    /// Records read.
+    pub read: u64,
+    /// Records passed on into the pipeline.
+    pub emitted: u64,
+    /// Records dropped by filters directly downstream of the source.
+    pub filtered: u64,
+    /// Records dead-lettered, by reason.
+    pub dead_lettered: BTreeMap<String, u64>,
+}
+
+/// Per-sink lines of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct SinkSummary {
+    /// Sink name.
+    pub name: String,
+    /// Output file, relative to the output folder, or `-` for stdout.
+    pub path: String,
+    /// `updates` or `snapshot`.
+    pub mode: String,
+    /// Rows written.
+    pub rows_written: u64,
+}
+
+/// What a run did, written as `summary.json` and printed at the end.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Worker threads.
+    pub workers: usize,
+    /// Records read over all sources.
+    pub records_read: u64,
+    /// Records passed into the pipeline.
+    pub records_emitted: u64,
+    /// Records dropped by filters fused into sources.
+    pub records_filtered: u64,
+    /// Records dead-lettered.
+    pub records_dead_lettered: u64,
+    /// Dead letters by reason, over all sources.
+    pub dead_letters_by_reason: BTreeMap<String, u64>,
+    /// Per source.
+    pub sources: Vec<SourceSummary>,
+    /// Per sink.
+    pub sinks: Vec<SinkSummary>,
+    /// Wall-clock seconds from start to all outputs written.
+    pub wall_seconds: f64,
+    /// Records read per wall-clock second.
+    pub events_per_second: f64,
+    /// Where the dead letters are.
+    pub dead_letters_file: String,
+}
+
+impl RunSummary {
+    /// Whether every record is accounted for: read = emitted + filtered + dead-lettered.
+    pub fn balanced(&self) -> bool {
+        self.sources
+            .iter()
+            .all(|s| s.read == s.emitted + s.filtered + s.dead_lettered.values().sum::<u64>())
+    }
+
+    /// A short human-readable report.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "pipeline `{}`: {} records read in {:.2} s ({:.0} events/s, {} workers)",
+            self.pipeline,
+            self.records_read,
+            self.wall_seconds,
+            self.events_per_second,
+            self.workers
+        );
+        for s in &self.sources {
+            let dead: Vec<String> = s
+                .dead_lettered
+                .iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  source {}: read {}, emitted {}, filtered {}, dead-lettered {}{}",
+                s.name,
+                s.read,
+                s.emitted,
+                s.filtered,
+                s.dead_lettered.values().sum::<u64>(),
+                if dead.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", dead.join(", "))
+                }
+            );
+        }
+        for s in &self.sinks {
+            let _ = writeln!(
+                out,
+                "  sink {}: {} rows ({}) → {}",
+                s.name, s.rows_written, s.mode, s.path
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,515 @@
+//! Runs a [`Plan`] on timely dataflow and differential dataflow.
+//!
+//! This is the only module that touches timely or differential. Every worker renders the same
+//! operators in the same order (the plan's topological order):
+//! - each source becomes a timely source operator fed by its reader threads
+//!   ([`crate::connectors::file_source`]); a chain of record operators (`filter`, `select`)
+//!   directly after a source is fused into it, and an `aggregate` right after that chain is
+//!   pre-combined there too;
+//! - record operators elsewhere become differential `flat_map`s, `union` a concatenation;
+//! - `aggregate` combines updates per worker and tick, then accumulates them per group with
+//!   differential's `count_total`, whose difference type is the aggregate state;
+//! - each sink consolidates and sorts what every completed tick produced and hands it to the
+//!   sink's writer thread ([`crate::connectors::file_sink`]).
+
+pub mod metrics;
+pub mod source;
+
+pub use metrics::RunSummary;
+
+use crate::connectors::dead_letter::DeadLetters;
+use crate::connectors::file_sink::{consolidate, SinkMsg, SinkWriter};
+use crate::connectors::file_source::FileSourceReader;
+use crate::connectors::{SinkMode, SinkTarget};
+use crate::operators::aggregate::{AggState, AggregatePlan, Combiner};
+use crate::operators::{RecordOp, TransformOp};
+use crate::plan::{NodeKind, Plan};
+use crate::record::{Diff, Row, Tick};
+use crossbeam_channel::Sender;
+use differential_dataflow::difference::{IsZero, Semigroup};
+use differential_dataflow::operators::count::CountTotal;
+use differential_dataflow::{AsCollection, VecCollection};
+use metrics::{SinkSummary, SourceMetrics, SourceSummary};
+use source::{CombineEmitter, RowEmitter, SourceTask, SourceWakers};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+
+impl IsZero for AggState {
+    fn is_zero(&self) -> bool {
+        AggState::is_zero(self)
+    }
+}
+
+impl Semigroup for AggState {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.add(rhs)
+    }
+}
+
+/// Runtime knobs (not pipeline semantics).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Worker threads.
+    pub workers: usize,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Print progress to stderr while running.
+    pub progress: bool,
+}
+
+/// Why a run failed after it started.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A file could not be read or written.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A worker failed (a bug in eventflow).
+    #[error("worker failed: {0}")]
+    Worker(String),
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// How a source's output is rendered: the record operators fused into it, the node whose
+/// output it produces, and whether that node is an aggregate it pre-combines for.
+struct Fusion {
+    chain: Vec<Arc<dyn RecordOp>>,
+    produces: usize,
+    aggregate: Option<Arc<AggregatePlan>>,
+}
+
+fn plan_fusion(plan: &Plan) -> (BTreeMap<usize, Fusion>, Vec<bool>) {
+    let mut fused = vec![false; plan.nodes.len()];
+    let mut fusions = BTreeMap::new();
+    for (s, node) in plan.nodes.iter().enumerate() {
+        if !matches!(node.kind, NodeKind::Source(_)) {
+            continue;
+        }
+        let mut chain = Vec::new();
+        let mut at = s;
+        loop {
+            let n = &plan.nodes[at];
+            let [next] = n.consumers[..] else { break };
+            let m = &plan.nodes[next];
+            match &m.kind {
+                NodeKind::Transform(t) if m.inputs.len() == 1 => match &t.op {
+                    TransformOp::Record(op) => {
+                        chain.push(op.clone());
+                        fused[next] = true;
+                        at = next;
+                    }
+                    TransformOp::Aggregate(p) => {
+                        fused[next] = true;
+                        let chain = std::mem::take(&mut chain);
+                        fusions.insert(
+                            s,
+                            Fusion {
+                                chain,
+                                produces: next,
+                                aggregate: Some(p.clone()),
+                            },
+                        );
+                        break;
+                    }
+                    TransformOp::Union => break,
+                },
+                _ => break,
+            }
+        }
+        fusions.entry(s).or_insert(Fusion {
+            chain,
+            produces: at,
+            aggregate: None,
+        });
+    }
+    (fusions, fused)
+}
+
+type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
+
+/// Accumulates pre-combined partial states per group and turns them into output rows.
+fn finish_aggregate<'s>(
+    partials: VecCollection<'s, Tick, Row, AggState>,
+    plan: Arc<AggregatePlan>,
+) -> Coll<'s> {
+    partials
+        .count_total()
+        .map(move |(key, state)| plan.finalize(&key, &state))
+}
+
+/// Pre-combines a row collection per worker and batch for an aggregate that is not fused.
+fn combine<'s>(rows: Coll<'s>, plan: Arc<AggregatePlan>) -> VecCollection<'s, Tick, Row, AggState> {
+    rows.inner
+        .unary::<CapacityContainerBuilder<Vec<(Row, Tick, AggState)>>, _, _, _>(
+            Pipeline,
+            "Combine",
+            move |_cap, _info| {
+                let mut combiner = Combiner::new(plan);
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        for (row, t, d) in data.drain(..) {
+                            combiner.add(t, &row, d);
+                        }
+                        for (t, groups) in combiner.drain_before(None) {
+                            let at = cap.delayed(&t, 0);
+                            output
+                                .session(&at)
+                                .give_iterator(groups.into_iter().map(|(k, s)| (k, t, s)));
+                        }
+                    });
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Sends every completed tick's consolidated, sorted updates to the sink's writer.
+fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
+    let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
+    let mut reported: Option<Option<Tick>> = None;
+    rows.inner.sink(Pipeline, "Sink", move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            for (row, t, d) in data.drain(..) {
+                stash.entry(t).or_default().push((row, d));
+            }
+        });
+        let bound = frontier.frontier().iter().next().copied();
+        while let Some(entry) = stash.first_entry() {
+            if bound.is_some_and(|b| *entry.key() >= b) {
+                break;
+            }
+            let (tick, mut rows) = entry.remove_entry();
+            consolidate(&mut rows);
+            if !rows.is_empty() {
+                let _ = sender.send(SinkMsg::Part { tick, rows });
+            }
+        }
+        if reported != Some(bound) {
+            reported = Some(bound);
+            let _ = sender.send(SinkMsg::Frontier { worker, bound });
+        }
+    });
+}
+
+/// Runs the pipeline to the end of its inputs and writes every output.
+pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let workers = opts.workers.max(1);
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(io_err("cannot create output folder", &opts.out_dir))?;
+    let (fusions, fused) = plan_fusion(&plan);
+    let fusions = Arc::new(fusions);
+    let fused = Arc::new(fused);
+
+    let dead = Arc::new(DeadLetters::default());
+    let mut readers: BTreeMap<usize, (FileSourceReader, Arc<SourceWakers>, Arc<SourceMetrics>)> =
+        BTreeMap::new();
+    let mut writers: BTreeMap<usize, SinkWriter> = BTreeMap::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        match &node.kind {
+            NodeKind::Source(cfg) => {
+                let wakers = Arc::new(SourceWakers::new(workers));
+                let reader = FileSourceReader::start(cfg, workers, wakers.clone())
+                    .map_err(io_err("cannot read input file", &cfg.path))?;
+                readers.insert(i, (reader, wakers, Arc::new(SourceMetrics::default())));
+            }
+            NodeKind::Sink(cfg) => {
+                let path = match &cfg.target {
+                    SinkTarget::File(p) => opts.out_dir.join(p),
+                    SinkTarget::Stdout => PathBuf::from("-"),
+                };
+                let w = SinkWriter::start(cfg, &node.schema, plan.time, &opts.out_dir, workers)
+                    .map_err(io_err("cannot create output file", &path))?;
+                writers.insert(i, w);
+            }
+            NodeKind::Transform(_) => {}
+        }
+    }
+
+    // Everything a worker needs, shared; senders sit behind a lock so that only the workers'
+    // operators hold them once the run is over (a writer finishes when its senders are gone).
+    struct Shared {
+        chunks: BTreeMap<
+            usize,
+            Vec<
+                Mutex<
+                    Option<
+                        crossbeam_channel::Receiver<crate::connectors::file_source::ParsedChunk>,
+                    >,
+                >,
+            >,
+        >,
+        clocks: BTreeMap<usize, Arc<crate::connectors::file_source::ChunkClock>>,
+        wakers: BTreeMap<usize, Arc<SourceWakers>>,
+        metrics: BTreeMap<usize, Arc<SourceMetrics>>,
+        senders: Mutex<Option<BTreeMap<usize, Sender<SinkMsg>>>>,
+    }
+    let mut shared = Shared {
+        chunks: BTreeMap::new(),
+        clocks: BTreeMap::new(),
+        wakers: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+        senders: Mutex::new(Some(
+            writers
+                .iter()
+                .map(|(&i, w)| (i, w.sender.clone()))
+                .collect(),
+        )),
+    };
+    for (&i, (reader, wakers, metrics)) in readers.iter_mut() {
+        shared
+            .chunks
+            .insert(i, std::mem::take(&mut reader.receivers));
+        shared.clocks.insert(i, reader.clock.clone());
+        shared.wakers.insert(i, wakers.clone());
+        shared.metrics.insert(i, metrics.clone());
+    }
+    let shared = Arc::new(shared);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = opts.progress.then(|| {
+        let totals: Vec<(u64, Arc<SourceMetrics>)> = readers
+            .values()
+            .map(|(r, _, m)| (r.total_bytes, m.clone()))
+            .collect();
+        let done = done.clone();
+        std::thread::spawn(move || report_progress(totals, done, started))
+    });
+
+    let worker_plan = plan.clone();
+    let worker_shared = shared.clone();
+    let worker_dead = dead.clone();
+    let config = timely::Config::process(workers);
+    let guards = timely::execute(config, move |worker| {
+        let plan = &worker_plan;
+        let shared = &worker_shared;
+        let index = worker.index();
+        let senders = shared
+            .senders
+            .lock()
+            .expect("sender lock is never poisoned")
+            .clone()
+            .unwrap_or_default();
+        worker.dataflow::<Tick, _, _>(|scope| {
+            let mut colls: Vec<Option<Coll<'_>>> = (0..plan.nodes.len()).map(|_| None).collect();
+            for (i, node) in plan.nodes.iter().enumerate() {
+                match &node.kind {
+                    NodeKind::Source(cfg) => {
+                        let fusion = &fusions[&i];
+                        let chunks = shared.chunks[&i][index]
+                            .lock()
+                            .expect("receiver lock is never poisoned")
+                            .take();
+                        let chunks = chunks.expect("each worker takes its own receiver once");
+                        let task = SourceTask {
+                            name: node.name.clone(),
+                            schema: cfg.schema.clone(),
+                            chunks,
+                            clock: shared.clocks[&i].clone(),
+                            wakers: shared.wakers[&i].clone(),
+                            worker: index,
+                            time: plan.time,
+                            event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
+                            chain: fusion.chain.clone(),
+                            metrics: shared.metrics[&i].clone(),
+                            dead: worker_dead.clone(),
+                        };
+                        colls[fusion.produces] = Some(match &fusion.aggregate {
+                            Some(p) => {
+                                let partials =
+                                    source::render(scope, task, CombineEmitter::new(p.clone()))
+                                        .as_collection();
+                                finish_aggregate(partials, p.clone())
+                            }
+                            None => {
+                                source::render(scope, task, RowEmitter::default()).as_collection()
+                            }
+                        });
+                    }
+                    NodeKind::Transform(_) if fused[i] => {}
+                    NodeKind::Transform(t) => {
+                        let mut inputs = node
+                            .inputs
+                            .iter()
+                            .map(|&j| colls[j].clone().expect("inputs render first"));
+                        let first = inputs.next().expect("transforms have inputs");
+                        colls[i] = Some(match &t.op {
+                            TransformOp::Record(op) => {
+                                let op = op.clone();
+                                let mut scratch = Vec::new();
+                                first.flat_map(move |mut row| {
+                                    op.apply(&mut row, &mut scratch).then_some(row)
+                                })
+                            }
+                            TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
+                            TransformOp::Aggregate(p) => {
+                                finish_aggregate(combine(first, p.clone()), p.clone())
+                            }
+                        });
+                    }
+                    NodeKind::Sink(_) => {
+                        let input = colls[node.inputs[0]].clone().expect("inputs render first");
+                        render_sink(input, senders[&i].clone(), index);
+                    }
+                }
+            }
+        });
+    })
+    .map_err(RunError::Worker)?;
+    let results = guards.join();
+    *shared
+        .senders
+        .lock()
+        .expect("sender lock is never poisoned") = None;
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    for r in results {
+        r.map_err(RunError::Worker)?;
+    }
+
+    let mut sinks = Vec::new();
+    for (i, writer) in writers {
+        let node = &plan.nodes[i];
+        let NodeKind::Sink(cfg) = &node.kind else {
+            unreachable!("writers are made for sinks")
+        };
+        let path = match &cfg.target {
+            SinkTarget::File(p) => p.display().to_string(),
+            SinkTarget::Stdout => "-".into(),
+        };
+        let stats = writer.finish().map_err(io_err(
+            "cannot write output file",
+            &opts.out_dir.join(&path),
+        ))?;
+        sinks.push(SinkSummary {
+            name: node.name.clone(),
+            path,
+            mode: match cfg.mode {
+                SinkMode::Updates => "updates".into(),
+                SinkMode::Snapshot => "snapshot".into(),
+            },
+            rows_written: stats.rows,
+        });
+    }
+    let dead_path = opts.out_dir.join("dead_letters.jsonl");
+    dead.write(&dead_path)
+        .map_err(io_err("cannot write dead letters", &dead_path))?;
+    let dead_counts = dead.counts();
+    let mut sources = Vec::new();
+    for (i, (reader, _, m)) in readers {
+        let node = &plan.nodes[i];
+        let NodeKind::Source(cfg) = &node.kind else {
+            unreachable!("readers are made for sources")
+        };
+        reader.join();
+        let dead_lettered: BTreeMap<String, u64> = dead_counts
+            .iter()
+            .filter(|((s, _), _)| *s == node.name)
+            .map(|((_, r), n)| (r.clone(), *n))
+            .collect();
+        sources.push(SourceSummary {
+            name: node.name.clone(),
+            path: cfg.path.display().to_string(),
+            read: SourceMetrics::get(&m.read),
+            emitted: SourceMetrics::get(&m.emitted),
+            filtered: SourceMetrics::get(&m.filtered),
+            dead_lettered,
+        });
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let read: u64 = sources.iter().map(|s| s.read).sum();
+    let mut by_reason = BTreeMap::new();
+    for ((_, r), n) in &dead_counts {
+        *by_reason.entry(r.clone()).or_insert(0) += n;
+    }
+    let summary = RunSummary {
+        pipeline: plan.name.clone(),
+        workers,
+        records_read: read,
+        records_emitted: sources.iter().map(|s| s.emitted).sum(),
+        records_filtered: sources.iter().map(|s| s.filtered).sum(),
+        records_dead_lettered: by_reason.values().sum(),
+        dead_letters_by_reason: by_reason,
+        sources,
+        sinks,
+        wall_seconds: wall,
+        events_per_second: if wall > 0.0 { read as f64 / wall } else { 0.0 },
+        dead_letters_file: "dead_letters.jsonl".into(),
+    };
+    let summary_path = opts.out_dir.join("summary.json");
+    let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");
+    std::fs::write(&summary_path, json + "\n")
+        .map_err(io_err("cannot write summary", &summary_path))?;
+    Ok(summary)
+}
+
+/// Prints progress on stderr once a run has lasted a second: a bar on a terminal, a line every
+/// few seconds otherwise.
+fn report_progress(
+    sources: Vec<(u64, Arc<SourceMetrics>)>,
+    done: Arc<AtomicBool>,
+    started: Instant,
+) {
+    use std::io::IsTerminal;
+    let total: u64 = sources.iter().map(|s| s.0).sum();
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    if !tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_line = Instant::now();
+    let mut shown = false;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let bytes: u64 = sources.iter().map(|s| SourceMetrics::get(&s.1.bytes)).sum();
+        let records: u64 = sources.iter().map(|s| SourceMetrics::get(&s.1.read)).sum();
+        let rate = records as f64 / started.elapsed().as_secs_f64();
+        let msg = format!("{records} records, {:.2} M events/s", rate / 1e6);
+        if tty {
+            bar.set_position(bytes);
+            bar.set_message(msg);
+            shown = true;
+        } else if last_line.elapsed() >= Duration::from_secs(5) {
+            last_line = Instant::now();
+            let pct = if total > 0 {
+                bytes as f64 * 100.0 / total as f64
+            } else {
+                100.0
+            };
+            eprintln!("progress: {pct:.0}% of input, {msg}");
+        }
+    }
+    if shown {
+        bar.finish_and_clear();
+    }
+}

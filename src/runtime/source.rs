@@ -1,0 +1,347 @@
+//! The per-worker source operator: drains parsed chunks, decides lateness in file order,
+//! applies the fused chain of record operators, and emits updates at their ticks while holding
+//! its capability at the source's watermark.
+
+use super::metrics::SourceMetrics;
+use crate::connectors::dead_letter::DeadLetters;
+use crate::connectors::file_source::{ChunkClock, ParsedChunk, Wake};
+use crate::connectors::parsed::{DeadReason, DeadRecord};
+use crate::operators::aggregate::{AggState, AggregatePlan, Combiner};
+use crate::operators::RecordOp;
+use crate::plan::TimeDomain;
+use crate::record::{Row, Schema, Tick, Value};
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+use timely::scheduling::SyncActivator;
+
+/// How many chunks a source operator handles before yielding to the rest of the dataflow.
+const CHUNKS_PER_ACTIVATION: usize = 4;
+
+/// Wakes worker source operators through timely's thread-safe activators.
+#[derive(Default)]
+pub struct SourceWakers {
+    slots: Vec<Mutex<Option<(SyncActivator, Vec<usize>)>>>,
+}
+
+impl SourceWakers {
+    /// Slots for `workers` local workers.
+    pub fn new(workers: usize) -> SourceWakers {
+        SourceWakers {
+            slots: (0..workers).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+    fn install(&self, worker: usize, activator: SyncActivator, address: Vec<usize>) {
+        *self.slots[worker]
+            .lock()
+            .expect("waker lock is never poisoned") = Some((activator, address));
+    }
+}
+
+impl Wake for SourceWakers {
+    fn wake(&self, worker: usize) {
+        if let Some(slot) = self.slots.get(worker) {
+            if let Some((activator, _)) =
+                slot.lock().expect("waker lock is never poisoned").as_ref()
+            {
+                // Fails only once the worker has shut down, when there is nothing left to wake.
+                let _ = activator.activate();
+            }
+        }
+    }
+    fn wake_all(&self) {
+        for w in 0..self.slots.len() {
+            self.wake(w);
+        }
+    }
+}
+
+/// Everything a worker's source operator needs.
+pub struct SourceTask {
+    /// Source name.
+    pub name: String,
+    /// Its schema (the parsed row layout).
+    pub schema: Schema,
+    /// This worker's chunks.
+    pub chunks: Receiver<ParsedChunk>,
+    /// Event-time prefix maxima.
+    pub clock: Arc<ChunkClock>,
+    /// Wakes this operator when chunks arrive.
+    pub wakers: Arc<SourceWakers>,
+    /// Local worker index.
+    pub worker: usize,
+    /// How time is derived.
+    pub time: TimeDomain,
+    /// Event-time field and lateness bound.
+    pub event_time: Option<(usize, u64)>,
+    /// Fused record operators, in order.
+    pub chain: Vec<Arc<dyn RecordOp>>,
+    /// Counters.
+    pub metrics: Arc<SourceMetrics>,
+    /// Where rejected records go.
+    pub dead: Arc<DeadLetters>,
+}
+
+/// Where a source operator puts accepted rows: straight into its output, or into a pre-aggregating
+/// combiner when the source feeds an aggregate directly.
+pub trait Emitter: 'static {
+    /// The difference type of the output updates.
+    type Diff: Clone + 'static;
+    /// Takes an accepted row at `tick`.
+    fn push(&mut self, tick: Tick, row: &mut Row);
+    /// Everything that is ready to emit, given that no more rows will arrive before `bound`.
+    fn ready(&mut self, bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, Self::Diff)>)>;
+}
+
+/// Emits every row as it comes, with diff +1.
+#[derive(Default)]
+pub struct RowEmitter {
+    pending: BTreeMap<Tick, Vec<(Row, isize)>>,
+}
+
+impl Emitter for RowEmitter {
+    type Diff = isize;
+    fn push(&mut self, tick: Tick, row: &mut Row) {
+        let owned = std::mem::replace(row, Vec::with_capacity(row.len()));
+        self.pending.entry(tick).or_default().push((owned, 1));
+    }
+    fn ready(&mut self, _bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, isize)>)> {
+        std::mem::take(&mut self.pending).into_iter().collect()
+    }
+}
+
+/// Pre-aggregates rows per (tick, group) until the watermark passes the tick.
+pub struct CombineEmitter(pub Combiner);
+
+impl CombineEmitter {
+    /// A combiner for `plan`.
+    pub fn new(plan: Arc<AggregatePlan>) -> CombineEmitter {
+        CombineEmitter(Combiner::new(plan))
+    }
+}
+
+impl Emitter for CombineEmitter {
+    type Diff = AggState;
+    fn push(&mut self, tick: Tick, row: &mut Row) {
+        self.0.add(tick, row, 1);
+    }
+    fn ready(&mut self, bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, AggState)>)> {
+        self.0.drain_before(bound)
+    }
+}
+
+/// Builds the source operator on this worker.
+pub fn render<'s, E: Emitter>(
+    scope: Scope<'s, Tick>,
+    task: SourceTask,
+    mut emitter: E,
+) -> Stream<'s, Tick, Vec<(Row, Tick, E::Diff)>> {
+    let name = format!("Source({})", task.name);
+    source::<_, CapacityContainerBuilder<Vec<(Row, Tick, E::Diff)>>, _, _>(
+        scope,
+        &name,
+        move |capability, info| {
+            let worker = scope.worker();
+            task.wakers.install(
+                task.worker,
+                worker.sync_activator_for(info.address.to_vec()),
+                info.address.to_vec(),
+            );
+            let activator = scope.activator_for(info.address.clone());
+            let mut cap = Some(capability);
+            let mut waiting: Option<ParsedChunk> = None;
+            let mut disconnected = false;
+            let mut row: Row = Vec::new();
+            let mut scratch: Row = Vec::new();
+            let mut late: Vec<DeadRecord> = Vec::new();
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let mut handled = 0;
+                let mut bound = *c.time();
+                while handled < CHUNKS_PER_ACTIVATION {
+                    let chunk = match waiting.take() {
+                        Some(ch) => ch,
+                        None => match task.chunks.try_recv() {
+                            Ok(ch) => ch,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                disconnected = true;
+                                break;
+                            }
+                        },
+                    };
+                    let running_max = match task.event_time {
+                        Some(_) => match task.clock.max_before(chunk.index) {
+                            Some(m) => m,
+                            None => {
+                                // An earlier chunk is still being parsed; its parser wakes us.
+                                waiting = Some(chunk);
+                                break;
+                            }
+                        },
+                        None => None,
+                    };
+                    handled += 1;
+                    let next = process_chunk(
+                        &task,
+                        chunk,
+                        running_max,
+                        &mut emitter,
+                        &mut row,
+                        &mut scratch,
+                        &mut late,
+                    );
+                    bound = bound.max(next);
+                }
+                if !late.is_empty() {
+                    task.dead.extend(&task.name, late.drain(..));
+                }
+                let finished = disconnected && waiting.is_none();
+                for (tick, updates) in emitter.ready(if finished { None } else { Some(bound) }) {
+                    let at = c.delayed(&tick);
+                    let mut session = output.session(&at);
+                    session.give_iterator(updates.into_iter().map(|(r, d)| (r, tick, d)));
+                }
+                if finished {
+                    cap = None;
+                    return;
+                }
+                if bound > *c.time() {
+                    c.downgrade(&bound);
+                }
+                if handled == CHUNKS_PER_ACTIVATION {
+                    activator.activate();
+                }
+            }
+        },
+    )
+}
+
+/// Handles one chunk; returns the tick this worker's later records cannot precede.
+fn process_chunk<E: Emitter>(
+    task: &SourceTask,
+    mut chunk: ParsedChunk,
+    mut running_max: Option<i64>,
+    emitter: &mut E,
+    row: &mut Row,
+    scratch: &mut Row,
+    late: &mut Vec<DeadRecord>,
+) -> Tick {
+    let m = &task.metrics;
+    let batch = &mut chunk.batch;
+    let dead = batch.dead.len() as u64;
+    m.read
+        .fetch_add(batch.len() as u64 + dead, Ordering::Relaxed);
+    m.dead.fetch_add(dead, Ordering::Relaxed);
+    m.bytes.fetch_add(chunk.bytes, Ordering::Relaxed);
+    if dead > 0 {
+        task.dead.extend(&task.name, batch.dead.drain(..));
+    }
+    let arity = batch.arity;
+    let (mut emitted, mut filtered, mut rejected) = (0u64, 0u64, 0u64);
+    'records: for i in 0..batch.len() {
+        row.clear();
+        row.extend(
+            batch.values[i * arity..(i + 1) * arity]
+                .iter_mut()
+                .map(std::mem::take),
+        );
+        let t = match task.event_time {
+            Some((field, lateness)) => {
+                let t = match row[field] {
+                    Value::Time(t) if t >= 0 => t,
+                    ref other => {
+                        let why = if other.is_null() {
+                            "event time is missing"
+                        } else {
+                            "event time is before 1970-01-01"
+                        };
+                        rejected += 1;
+                        late.push(dead_record(
+                            task,
+                            batch.lines[i],
+                            batch.positions[i],
+                            row,
+                            DeadReason::BadValue,
+                            why.into(),
+                        ));
+                        continue;
+                    }
+                };
+                if let Some(max) = running_max {
+                    let watermark = max - lateness as i64;
+                    if t < watermark {
+                        rejected += 1;
+                        let detail = format!(
+                            "event time {} is behind the watermark {} (max event time seen {} minus max_lateness {} ms)",
+                            crate::record::time::iso8601(t),
+                            crate::record::time::iso8601(watermark),
+                            crate::record::time::iso8601(max),
+                            lateness
+                        );
+                        late.push(dead_record(
+                            task,
+                            batch.lines[i],
+                            batch.positions[i],
+                            row,
+                            DeadReason::Late,
+                            detail,
+                        ));
+                        continue;
+                    }
+                }
+                running_max = Some(running_max.map_or(t, |m| m.max(t)));
+                t as u64
+            }
+            None => batch.positions[i],
+        };
+        for op in &task.chain {
+            if !op.apply(row, scratch) {
+                filtered += 1;
+                continue 'records;
+            }
+        }
+        emitted += 1;
+        emitter.push(task.time.tick_of(t), row);
+    }
+    m.emitted.fetch_add(emitted, Ordering::Relaxed);
+    m.filtered.fetch_add(filtered, Ordering::Relaxed);
+    m.dead.fetch_add(rejected, Ordering::Relaxed);
+    match task.event_time {
+        Some((_, lateness)) => running_max.map_or(0, |m| {
+            task.time.tick_of((m - lateness as i64).max(0) as u64)
+        }),
+        None => task.time.tick_of(chunk.end_position),
+    }
+}
+
+fn dead_record(
+    task: &SourceTask,
+    line: u64,
+    position: u64,
+    row: &[Value],
+    reason: DeadReason,
+    detail: String,
+) -> DeadRecord {
+    let mut raw = String::from("{");
+    for (i, (f, v)) in task.schema.fields.iter().zip(row).enumerate() {
+        if i > 0 {
+            raw.push(',');
+        }
+        crate::record::write_json_string(&f.name, &mut raw);
+        raw.push(':');
+        v.write_json(&mut raw);
+    }
+    raw.push('}');
+    DeadRecord {
+        line,
+        position,
+        raw,
+        reason,
+        detail,
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary. Each module says what belongs in it.
+
+mod integration {
+    pub mod bad_input;
+    pub mod cli;
+    pub mod errors;
+    pub mod golden;
+    pub mod oracle;
+    pub mod support;
+}

@@ -1,0 +1,74 @@
+//! Malformed input: runs complete, and the dead-letter file and summary account for every row.
+
+use super::support::{generate_orders, orders_revenue_pipeline, read, run_pipeline};
+
+#[test]
+fn malformed_rows_are_dead_lettered_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate_orders(dir.path(), 20_000, 8, 0.03);
+    let pipeline = orders_revenue_pipeline(dir.path(), &data);
+    for workers in [1, 3] {
+        let out = dir.path().join(format!("out{workers}"));
+        let summary = run_pipeline(&pipeline, workers, &out);
+        assert_eq!(summary.records_read, 20_000, "every data line is a record");
+        let dead = read(&out.join("dead_letters.jsonl"));
+        let n = dead.lines().count() as u64;
+        assert!(n > 300 && n < 1000, "about 3% malformed, got {n}");
+        assert_eq!(n, summary.records_dead_lettered);
+        for line in dead.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["source"], "orders");
+            assert!(v["line"].as_u64().unwrap() >= 2);
+            assert!(
+                ["malformed", "bad_value"].contains(&v["reason"].as_str().unwrap()),
+                "{line}"
+            );
+            assert!(!v["detail"].as_str().unwrap().is_empty());
+            assert!(!v["raw"].as_str().unwrap().is_empty());
+        }
+        let s = &summary.sources[0];
+        assert_eq!(s.read, s.emitted + s.filtered + n);
+        let on_disk: serde_json::Value =
+            serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+        assert_eq!(on_disk["records_dead_lettered"].as_u64(), Some(n));
+    }
+}
+
+#[test]
+fn garbage_and_empty_inputs_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("orders.csv");
+    let pipeline = orders_revenue_pipeline(dir.path(), &data);
+    let header = "order_id,ts,customer_id,category,product,quantity,unit_price,amount,status\n";
+    let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+        ("header only", header.as_bytes().to_vec(), 0),
+        (
+            "binary garbage",
+            [
+                header.as_bytes(),
+                &[
+                    0xff, 0xfe, 0x00, b'\n', b'"', b'x', b'\n', 0x80, b',', b'\n',
+                ],
+            ]
+            .concat(),
+            3,
+        ),
+        (
+            "unbalanced quote",
+            format!("{header}1,\"2024-01-01T00:00:00Z,2,books,p,1,1.0,1.0,paid\n").into_bytes(),
+            1,
+        ),
+        (
+            "short row",
+            format!("{header}1,2024-01-01T00:00:00Z,2\n").into_bytes(),
+            1,
+        ),
+    ];
+    for (name, bytes, records) in cases {
+        std::fs::write(&data, &bytes).unwrap();
+        let out = dir.path().join(name.replace(' ', "_"));
+        let summary = run_pipeline(&pipeline, 2, &out);
+        assert_eq!(summary.records_read, records, "{name}");
+        assert_eq!(summary.records_dead_lettered, records, "{name}");
+    }
+}
