@@ -161,7 +161,7 @@ pub fn consolidate(rows: &mut Vec<(Row, Diff)>) {
 /// The encoded destination: CSV through the csv crate's writer (quoting, buffering), or JSON
 /// Lines written directly.
 enum Output {
-    Csv(csv::Writer<Box<dyn Write + Send>>),
+    Csv(Box<csv::Writer<Box<dyn Write + Send>>>),
     Jsonl(Box<dyn Write + Send>),
 }
 
@@ -192,7 +192,7 @@ impl Encoder {
                     .buffer_capacity(1 << 16)
                     .from_writer(out);
                 w.write_record(&names)?;
-                Output::Csv(w)
+                Output::Csv(Box::new(w))
             }
             SinkFormat::Jsonl => Output::Jsonl(out),
         };

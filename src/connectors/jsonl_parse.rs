@@ -19,7 +19,8 @@
 //! A value of the wrong kind makes the record dead with reason `bad_value` (naming the field). A
 //! line that is not valid JSON, not an object or has trailing characters is dead with reason
 //! `malformed` and `serde_json`'s message, including the column. Blank lines are skipped (see
-//! `split`), and line endings may be `\n` or `\r\n`.
+//! `split`), line endings may be `\n` or `\r\n`, and a UTF-8 byte order mark at the start of a
+//! line (of the file) is dropped.
 
 use crate::connectors::parsed::{
     field_error_detail, quote_field, DeadReason, FieldError, FieldParser, ParsedBatch,
@@ -116,7 +117,9 @@ pub fn parse_chunk(
 
         let base = out.begin_row();
         let mut bad = None;
-        let mut de = serde_json::Deserializer::from_slice(record);
+        // A byte order mark (at the start of a file) is not JSON; drop it as CSV does.
+        let json = record.strip_prefix(b"\xef\xbb\xbf").unwrap_or(record);
+        let mut de = serde_json::Deserializer::from_slice(json);
         let seed = RowSeed {
             layout,
             slots: &mut out.values[base..],
@@ -452,6 +455,10 @@ mod tests {
                 Value::Null
             ]
         );
+        // A byte order mark is dropped.
+        let b2 = parse(b"\xef\xbb\xbf{\"id\": 5}\n", 1);
+        assert!(b2.dead.is_empty());
+        assert_eq!(b2.row(0)[0], Value::Int(5));
         // An escaped key resolves; the last duplicate wins.
         assert_eq!(b.row(4)[0], Value::Int(4));
         assert_eq!(b.lines, vec![1, 2, 3, 5, 6]);

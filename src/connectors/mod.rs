@@ -286,7 +286,7 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
 
 /// Checks a source's file before any work starts: readable, and (CSV) a header with every
 /// schema field.
-pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Diagnostic> {
+pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
     let shown = cfg.path.display();
     let file = std::fs::File::open(&cfg.path).map_err(|e| {
         Diagnostic::error(

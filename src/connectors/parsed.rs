@@ -1,8 +1,9 @@
 //! What the file parsers hand to the runtime: flat batches of typed rows plus dead records.
 //!
 //! The CSV and JSON Lines parsers (`csv_parse`, `jsonl_parse`) both fill a [`ParsedBatch`] per
-//! chunk, and both convert field text to values through [`parse_field`], so the rules for what an
-//! `int` or a `timestamp` looks like live in one place.
+//! chunk, and both convert field text to values through [`parse_field`] (via [`FieldParser`],
+//! which adds a cache for runs of timestamps on one day), so the rules for what an `int` or a
+//! `timestamp` looks like live in one place.
 //!
 //! Why flat: a batch stores all its values in one `Vec<Value>` (row `i` is
 //! `values[i * arity..(i + 1) * arity]`), so parsing a chunk of a few thousand rows costs a

@@ -100,7 +100,8 @@ impl Expr {
         }
     }
 
-    /// The result type; `None` only when it cannot be known (a bare `NULL`).
+    /// The result type; `None` only when it cannot be known: a bare `NULL` (or a `CASE` /
+    /// `coalesce` whose every branch is a bare `NULL`).
     pub fn ty(&self) -> Option<Type> {
         self.ty
     }
@@ -921,13 +922,10 @@ impl<'a> Compiler<'a> {
         let (x, p) = (self.expr(expr), self.expr(pattern));
         let esc = match escape {
             None => None,
-            Some(ast::Expr::Value(v)) => match &v.value {
-                ast::Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
-                _ => {
-                    return self
-                        .unsupported(escape.unwrap_or(pattern), "ESCAPE must be one character")
-                }
-            },
+            Some(ast::Expr::Value(ast::ValueWithSpan {
+                value: ast::Value::SingleQuotedString(s),
+                ..
+            })) if s.chars().count() == 1 => s.chars().next(),
             Some(other) => return self.unsupported(other, "ESCAPE must be one character"),
         };
         let (x, p) = (x?, p?);
@@ -1900,6 +1898,7 @@ mod tests {
         assert_eq!(ev("'héllo' LIKE 'h_llo'"), Value::Bool(true));
         assert_eq!(ev("'a%b' LIKE 'a!%b' ESCAPE '!'"), Value::Bool(true));
         assert_eq!(ev("'axb' LIKE 'a!%b' ESCAPE '!'"), Value::Bool(false));
+        assert_eq!(err1("name LIKE 'a' ESCAPE 'ab'"), ("E0301", "'ab'".into()));
         assert_eq!(ev("'aXbXc' LIKE '%X%X%'"), Value::Bool(true));
         assert_eq!(ev("'' LIKE '%'"), Value::Bool(true));
         assert_eq!(ev("name LIKE lower('W%')"), Value::Bool(false));

@@ -384,7 +384,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         match &n.kind {
             NodeKind::Source(cfg) => {
                 if let Err(d) = connectors::check_source_file(cfg) {
-                    diags.push(d);
+                    diags.push(*d);
                 }
             }
             NodeKind::Sink(SinkConfig {
@@ -465,10 +465,9 @@ fn topological_order(edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
             .find(|&&j| indegree[j] > 0)
             .expect("a cycle node has a cyclic input");
         if let Some(p) = path.iter().position(|&x| x == at) {
+            // `path` follows inputs; reverse it so the cycle reads in the direction data flows.
             let mut cycle: Vec<usize> = path[p..].to_vec();
             cycle.reverse();
-            cycle.insert(0, at);
-            cycle.dedup();
             cycle.push(cycle[0]);
             return Err(cycle);
         }

@@ -25,7 +25,7 @@ const CHUNKS_PER_ACTIVATION: usize = 4;
 /// Wakes worker source operators through timely's thread-safe activators.
 #[derive(Default)]
 pub struct SourceWakers {
-    slots: Vec<Mutex<Option<(SyncActivator, Vec<usize>)>>>,
+    slots: Vec<Mutex<Option<SyncActivator>>>,
 }
 
 impl SourceWakers {
@@ -35,19 +35,17 @@ impl SourceWakers {
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
         }
     }
-    fn install(&self, worker: usize, activator: SyncActivator, address: Vec<usize>) {
+    fn install(&self, worker: usize, activator: SyncActivator) {
         *self.slots[worker]
             .lock()
-            .expect("waker lock is never poisoned") = Some((activator, address));
+            .expect("waker lock is never poisoned") = Some(activator);
     }
 }
 
 impl Wake for SourceWakers {
     fn wake(&self, worker: usize) {
         if let Some(slot) = self.slots.get(worker) {
-            if let Some((activator, _)) =
-                slot.lock().expect("waker lock is never poisoned").as_ref()
-            {
+            if let Some(activator) = slot.lock().expect("waker lock is never poisoned").as_ref() {
                 // Fails only once the worker has shut down, when there is nothing left to wake.
                 let _ = activator.activate();
             }
@@ -94,8 +92,11 @@ pub trait Emitter: 'static {
     /// Takes an accepted row at `tick`.
     fn push(&mut self, tick: Tick, row: &mut Row);
     /// Everything that is ready to emit, given that no more rows will arrive before `bound`.
-    fn ready(&mut self, bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, Self::Diff)>)>;
+    fn ready(&mut self, bound: Option<Tick>) -> Ready<Self::Diff>;
 }
+
+/// Updates ready to emit, grouped by tick in tick order.
+pub type Ready<R> = Vec<(Tick, Vec<(Row, R)>)>;
 
 /// Emits every row as it comes, with diff +1.
 #[derive(Default)]
@@ -109,7 +110,7 @@ impl Emitter for RowEmitter {
         let owned = std::mem::replace(row, Vec::with_capacity(row.len()));
         self.pending.entry(tick).or_default().push((owned, 1));
     }
-    fn ready(&mut self, _bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, isize)>)> {
+    fn ready(&mut self, _bound: Option<Tick>) -> Ready<isize> {
         std::mem::take(&mut self.pending).into_iter().collect()
     }
 }
@@ -129,7 +130,7 @@ impl Emitter for CombineEmitter {
     fn push(&mut self, tick: Tick, row: &mut Row) {
         self.0.add(tick, row, 1);
     }
-    fn ready(&mut self, bound: Option<Tick>) -> Vec<(Tick, Vec<(Row, AggState)>)> {
+    fn ready(&mut self, bound: Option<Tick>) -> Ready<AggState> {
         self.0.drain_before(bound)
     }
 }
@@ -149,7 +150,6 @@ pub fn render<'s, E: Emitter>(
             task.wakers.install(
                 task.worker,
                 worker.sync_activator_for(info.address.to_vec()),
-                info.address.to_vec(),
             );
             let activator = scope.activator_for(info.address.clone());
             let mut cap = Some(capability);

@@ -51,7 +51,7 @@ fn garbage_and_empty_inputs_complete() {
                 ],
             ]
             .concat(),
-            3,
+            2, // the unbalanced quote on the second line runs to the end of the file
         ),
         (
             "unbalanced quote",
