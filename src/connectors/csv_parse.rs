@@ -109,6 +109,17 @@ impl CsvLayout {
         ))
     }
 
+    /// Stops parsing the schema fields not marked in `needed` (indexed by schema position):
+    /// their slots stay `Null`, and their text is neither converted nor validated. Sources use it
+    /// to parse only the fields the pipeline reads.
+    pub fn project(&mut self, needed: &[bool]) {
+        for slot in &mut self.slots {
+            if slot.is_some_and(|pos| !needed.get(pos).copied().unwrap_or(true)) {
+                *slot = None;
+            }
+        }
+    }
+
     fn with_slots(slots: Vec<Option<usize>>, arity: usize, delimiter: u8) -> CsvLayout {
         CsvLayout {
             slots,

@@ -106,9 +106,11 @@ pub struct FileSourceReader {
 }
 
 impl FileSourceReader {
-    /// Maps the file and starts the splitter and `parsers` parser threads.
+    /// Maps the file and starts the splitter and `parsers` parser threads. `needed` marks the
+    /// schema fields the pipeline reads; CSV sources parse only those.
     pub fn start(
         cfg: &SourceConfig,
+        needed: &[bool],
         parsers: usize,
         waker: Arc<dyn Wake>,
     ) -> std::io::Result<FileSourceReader> {
@@ -129,9 +131,10 @@ impl FileSourceReader {
             match cfg.format {
                 SourceFormat::Csv { delimiter } => {
                     let (header, body) = split::read_header(data);
-                    let layout =
+                    let mut layout =
                         CsvLayout::from_header(header.unwrap_or(b""), &cfg.schema, delimiter)
                             .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidData, m))?;
+                    layout.project(needed);
                     (body, split::line_at(data, body), Layout::Csv(layout))
                 }
                 SourceFormat::Jsonl => (0, 1, Layout::Json(JsonLayout::new(&cfg.schema))),

@@ -86,6 +86,11 @@ pub struct Expr {
 }
 
 impl Expr {
+    /// Marks in `used` (indexed by field position) every field the expression reads.
+    pub fn mark_fields(&self, used: &mut [bool]) {
+        self.node.mark_fields(used);
+    }
+
     /// Parses and type-checks `text` against `schema`, reporting every error found.
     pub fn compile(text: &str, schema: &Schema) -> Result<Expr, Vec<ExprError>> {
         let ast = parse(text)?;
@@ -259,6 +264,51 @@ enum Node {
     Cast(Box<Node>, Type),
     Func(Func, Vec<Node>),
     Like(Box<Node>, Pattern, bool),
+}
+
+impl Node {
+    fn mark_fields(&self, used: &mut [bool]) {
+        let mut mark = |n: &Node| n.mark_fields(used);
+        match self {
+            Node::Field(i) => {
+                if let Some(u) = used.get_mut(*i) {
+                    *u = true;
+                }
+            }
+            Node::Const(_) => {}
+            Node::Neg(a)
+            | Node::Not(a)
+            | Node::IsNull(a, _)
+            | Node::Cast(a, _)
+            | Node::Like(a, _, _) => mark(a),
+            Node::Arith(_, _, a, b) | Node::Cmp(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+                mark(a);
+                mark(b);
+            }
+            Node::InList(a, list, _) => {
+                mark(a);
+                list.iter().for_each(mark);
+            }
+            Node::Between(a, b, c, _) => {
+                mark(a);
+                mark(b);
+                mark(c);
+            }
+            Node::Case(op, arms, otherwise) => {
+                if let Some(o) = op {
+                    mark(o);
+                }
+                for (w, t) in arms {
+                    mark(w);
+                    mark(t);
+                }
+                if let Some(e) = otherwise {
+                    mark(e);
+                }
+            }
+            Node::Func(_, args) => args.iter().for_each(mark),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,10 @@
 //! `min`/`max` keep only the extreme value, so they need an input without retractions; the plan
 //! rejects them otherwise.
 
-use super::{InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp};
+use super::{
+    fields_of, FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory,
+    TransformOp,
+};
 use crate::diag::Diagnostic;
 use crate::expr::{compile_aggregate, AggFunc, Expr};
 use crate::record::{Diff, Field, Row, Schema, Tick, Type, Value};
@@ -154,10 +157,18 @@ impl TransformConfig for AggregateConfig {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let mut reads = fields_of(
+            aggs.iter().filter_map(|a: &AggSpec| a.arg.as_ref()),
+            input.schema.len(),
+        );
+        reads.extend(&keys);
+        reads.sort_unstable();
+        reads.dedup();
         Ok(PlannedTransform {
             schema: Schema { fields },
             retracting: true,
             describe,
+            reads: FieldUse::Only(reads),
             op: TransformOp::Aggregate(Arc::new(AggregatePlan { keys, aggs })),
         })
     }

@@ -1,7 +1,8 @@
 //! `filter`: keeps the rows for which a SQL predicate is true (NULL counts as false).
 
 use super::{
-    InputInfo, PlanCtx, PlannedTransform, RecordOp, TransformConfig, TransformFactory, TransformOp,
+    fields_of, FieldUse, InputInfo, PlanCtx, PlannedTransform, RecordOp, TransformConfig,
+    TransformFactory, TransformOp,
 };
 use crate::diag::Diagnostic;
 use crate::expr::Expr;
@@ -59,6 +60,7 @@ impl TransformConfig for FilterConfig {
             schema: input.schema.clone(),
             retracting: input.retracting,
             describe: format!("where {}", self.predicate.value),
+            reads: FieldUse::PassThrough(fields_of([&predicate], input.schema.len())),
             op: TransformOp::Record(Arc::new(Filter { predicate })),
         })
     }

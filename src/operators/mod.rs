@@ -93,6 +93,34 @@ pub struct PlannedTransform {
     pub op: TransformOp,
     /// A one-line description for `eventflow check`.
     pub describe: String,
+    /// Which input fields it reads, so sources parse only what the pipeline uses.
+    pub reads: FieldUse,
+}
+
+/// The input fields a transform reads.
+#[derive(Clone, Debug)]
+pub enum FieldUse {
+    /// Exactly these input positions (`select`, `aggregate`): downstream needs do not matter.
+    Only(Vec<usize>),
+    /// These positions plus whatever its consumers need, position for position (`filter`,
+    /// `union`: the output has the input's schema).
+    PassThrough(Vec<usize>),
+}
+
+/// The positions an expression reads.
+pub fn fields_of<'a>(
+    exprs: impl IntoIterator<Item = &'a crate::expr::Expr>,
+    arity: usize,
+) -> Vec<usize> {
+    let mut used = vec![false; arity];
+    for e in exprs {
+        e.mark_fields(&mut used);
+    }
+    used.iter()
+        .enumerate()
+        .filter(|(_, u)| **u)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The runtime object of a transform.

@@ -4,7 +4,8 @@
 //! names each output column and gives its SQL expression (a bare field name projects or renames).
 
 use super::{
-    InputInfo, PlanCtx, PlannedTransform, RecordOp, TransformConfig, TransformFactory, TransformOp,
+    fields_of, FieldUse, InputInfo, PlanCtx, PlannedTransform, RecordOp, TransformConfig,
+    TransformFactory, TransformOp,
 };
 use crate::diag::Diagnostic;
 use crate::expr::Expr;
@@ -130,6 +131,7 @@ impl TransformConfig for SelectConfig {
             schema: Schema::new(fields),
             retracting: input.retracting,
             describe,
+            reads: FieldUse::Only(fields_of(&exprs, input.schema.len())),
             op: TransformOp::Record(Arc::new(Select { columns: exprs })),
         })
     }

@@ -1,6 +1,8 @@
 //! `union`: concatenates inputs that have the same schema (bag semantics, like SQL UNION ALL).
 
-use super::{InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp};
+use super::{
+    FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp,
+};
 use crate::diag::Diagnostic;
 use crate::spec::Params;
 
@@ -48,6 +50,7 @@ impl TransformConfig for UnionConfig {
             schema: first.clone(),
             retracting: inputs.iter().any(|i| i.retracting),
             describe: format!("{} inputs", inputs.len()),
+            reads: FieldUse::PassThrough(Vec::new()),
             op: TransformOp::Union,
         })
     }

@@ -9,7 +9,7 @@
 
 use crate::connectors::{self, SinkConfig, SinkTarget, SourceConfig, SINK_TYPES, SOURCE_TYPES};
 use crate::diag::{Diagnostic, SourceFile};
-use crate::operators::{InputInfo, PlanCtx, PlannedTransform, TransformConfig};
+use crate::operators::{FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig};
 use crate::record::Schema;
 use crate::registry;
 use crate::spec::{Params, PipelineSpec, Role, Sp};
@@ -65,6 +65,8 @@ pub struct PlanNode {
     pub schema: Schema,
     /// Whether its output may carry retractions.
     pub retracting: bool,
+    /// For each output field, whether any consumer reads it (sources parse only those).
+    pub needed: Vec<bool>,
     /// What it does.
     pub kind: NodeKind,
 }
@@ -315,6 +317,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                 consumers: Vec::new(),
                 schema,
                 retracting,
+                needed: Vec::new(),
                 kind,
             }),
             Err(d) => {
@@ -378,6 +381,39 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         }
     }
 
+    // Which fields each node's consumers read, so sources parse only those (projection pushdown).
+    for i in (0..nodes.len()).rev() {
+        let mut needed = vec![false; nodes[i].schema.len()];
+        for &c in &nodes[i].consumers {
+            match &nodes[c].kind {
+                NodeKind::Sink(_) => needed.iter_mut().for_each(|n| *n = true),
+                NodeKind::Transform(t) => {
+                    let extra = match &t.reads {
+                        FieldUse::Only(f) => f,
+                        FieldUse::PassThrough(f) => {
+                            for (n, m) in needed.iter_mut().zip(&nodes[c].needed) {
+                                *n |= m;
+                            }
+                            f
+                        }
+                    };
+                    for &f in extra {
+                        if let Some(n) = needed.get_mut(f) {
+                            *n = true;
+                        }
+                    }
+                }
+                NodeKind::Source(_) => {}
+            }
+        }
+        if let NodeKind::Source(cfg) = &nodes[i].kind {
+            if let Some(et) = cfg.event_time {
+                needed[et] = true;
+            }
+        }
+        nodes[i].needed = needed;
+    }
+
     // Phase 4: the environment.
     let mut outputs: HashMap<std::path::PathBuf, &Sp<String>> = HashMap::new();
     for (n, node) in nodes.iter().zip(order.iter().map(|&i| &spec.nodes[i])) {
@@ -422,11 +458,13 @@ fn placeholder(name: String, kind_name: String, inputs: Vec<usize>) -> PlanNode 
         consumers: Vec::new(),
         schema: Schema::default(),
         retracting: false,
+        needed: Vec::new(),
         kind: NodeKind::Transform(PlannedTransform {
             schema: Schema::default(),
             retracting: false,
             op: crate::operators::TransformOp::Union,
             describe: String::new(),
+            reads: crate::operators::FieldUse::PassThrough(Vec::new()),
         }),
     }
 }
@@ -525,6 +563,21 @@ impl Plan {
             let _ = writeln!(out, "  {role} {} [{}]: {detail}", n.name, n.kind_name);
             if !inputs.is_empty() {
                 let _ = writeln!(out, "    inputs: {inputs}");
+            }
+            if matches!(n.kind, NodeKind::Source(_)) {
+                let parsed: Vec<&str> = n
+                    .schema
+                    .fields
+                    .iter()
+                    .zip(&n.needed)
+                    .filter(|(_, u)| **u)
+                    .map(|(f, _)| f.name.as_str())
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    parses: {} (fields no node reads are skipped)",
+                    parsed.join(", ")
+                );
             }
             let _ = writeln!(
                 out,

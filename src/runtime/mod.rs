@@ -229,7 +229,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         match &node.kind {
             NodeKind::Source(cfg) => {
                 let wakers = Arc::new(SourceWakers::new(workers));
-                let reader = FileSourceReader::start(cfg, workers, wakers.clone())
+                let reader = FileSourceReader::start(cfg, &node.needed, workers, wakers.clone())
                     .map_err(io_err("cannot read input file", &cfg.path))?;
                 readers.insert(i, (reader, wakers, Arc::new(SourceMetrics::default())));
             }

@@ -28,6 +28,10 @@ fn check_prints_nodes_edges_and_schemas() {
     );
     assert!(text.contains("transform revenue [aggregate]"), "{text}");
     assert!(text.contains("inputs: paid"), "{text}");
+    assert!(
+        text.contains("parses: ts, category, amount, status (fields no node reads are skipped)"),
+        "{text}"
+    );
     assert!(text.contains("schema: (category: string, revenue: float, orders: int, avg_order: float, largest_order: float), with retractions"), "{text}");
 }
 
