@@ -110,7 +110,37 @@ fn parse_iso_fast(b: &[u8]) -> Option<i64> {
 }
 
 /// Appends `ms` (epoch milliseconds) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+///
+/// Output files write one timestamp per row, so years 0000–9999 take a direct path (chrono's
+/// `format` parses its pattern on every call); other years go through chrono.
 pub fn write_iso8601(ms: i64, out: &mut String) {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    if (0..=9999).contains(&y) {
+        let (h, mi, s, milli) = (
+            in_day / 3_600_000,
+            in_day / 60_000 % 60,
+            in_day / 1000 % 60,
+            in_day % 1000,
+        );
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, h);
+        put(14, 2, mi);
+        put(17, 2, s);
+        put(20, 3, milli);
+        out.push_str(std::str::from_utf8(&buf).expect("ASCII digits and separators"));
+        return;
+    }
     match DateTime::from_timestamp_millis(ms) {
         Some(dt) => {
             use std::fmt::Write;
@@ -118,6 +148,19 @@ pub fn write_iso8601(ms: i64, out: &mut String) {
         }
         None => out.push_str(itoa::Buffer::new().format(ms)),
     }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (the inverse of `days_from_civil`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Formats epoch milliseconds as ISO-8601.
@@ -182,6 +225,34 @@ mod tests {
         let ms = parse_timestamp("2024-03-01T08:09:10.011Z").unwrap();
         assert_eq!(iso8601(ms), "2024-03-01T08:09:10.011Z");
         assert_eq!(parse_timestamp("1700000000000"), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn fast_formatting_agrees_with_chrono() {
+        for ms in [
+            0,
+            1,
+            -1,
+            951_782_400_000,
+            1_709_251_200_123,
+            253_402_300_799_999,
+            -62_135_596_800_000,
+            4_102_444_800_000,
+        ] {
+            let mut fast = String::new();
+            write_iso8601(ms, &mut fast);
+            let slow = DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            assert_eq!(fast, slow, "{ms}");
+        }
+        for day in (-719_000i64..2_900_000).step_by(997) {
+            let ms = day * 86_400_000 + 12_345_678;
+            let mut fast = String::new();
+            write_iso8601(ms, &mut fast);
+            assert_eq!(parse_timestamp(&fast), Some(ms), "{fast}");
+        }
     }
 
     #[test]
