@@ -14,7 +14,7 @@ use super::split::{self, Splitter};
 use super::{SourceConfig, SourceFormat};
 use crate::record::Value;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -119,15 +119,15 @@ impl FileSourceReader {
         // SAFETY: the map is read-only; eventflow never writes its inputs, and the planner refuses
         // outputs that overwrite an input. A file truncated by another process while mapped
         // would fault, as with any mmap-based reader.
-        let map: Arc<dyn AsRef<[u8]> + Send + Sync> = if len == 0 {
-            Arc::new(Vec::<u8>::new())
+        let map = Arc::new(if len == 0 {
+            FileBytes::Empty
         } else {
-            Arc::new(unsafe { Mmap::map(&file)? })
-        };
+            FileBytes::Mapped(unsafe { Mmap::map(&file)? })
+        });
         let clock = Arc::new(ChunkClock::default());
         let parsed_bytes = Arc::new(AtomicU64::new(0));
         let (body_offset, first_line, layout) = {
-            let data: &[u8] = (*map).as_ref();
+            let data: &[u8] = map.bytes();
             match cfg.format {
                 SourceFormat::Csv { delimiter } => {
                     let (header, body) = split::read_header(data);
@@ -171,7 +171,7 @@ impl FileSourceReader {
             std::thread::Builder::new()
                 .name(format!("split:{}", cfg.name))
                 .spawn(move || {
-                    let data: &[u8] = (*split_map).as_ref();
+                    let data: &[u8] = split_map.bytes();
                     let splitter =
                         Splitter::new(data, body_offset, first_line, CHUNK_BYTES, quote_aware);
                     for chunk in splitter {
@@ -199,13 +199,42 @@ impl FileSourceReader {
     }
 }
 
+/// The input file's bytes: a read-only memory map (or nothing, for an empty file).
+enum FileBytes {
+    Empty,
+    Mapped(Mmap),
+}
+
+impl FileBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FileBytes::Empty => &[],
+            FileBytes::Mapped(m) => m,
+        }
+    }
+
+    /// Tells the kernel a parsed chunk's pages are no longer needed, so a run's resident memory
+    /// stays bounded by the chunks in flight rather than growing to the file's size.
+    fn release(&self, start: usize, end: usize) {
+        const PAGE: usize = 4096;
+        let (from, to) = (start.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
+        if let (FileBytes::Mapped(m), true) = (self, to > from) {
+            // SAFETY: the map is a read-only file mapping; after MADV_DONTNEED a later read
+            // faults the page back in from the file (only private *anonymous* memory would read
+            // back as zeros). Only pages wholly inside this chunk are released. An error (e.g.
+            // a page size other than 4 KiB) only means the pages stay resident.
+            let _ = unsafe { m.unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from) };
+        }
+    }
+}
+
 enum Layout {
     Csv(CsvLayout),
     Json(JsonLayout),
 }
 
 struct ParserCtx {
-    map: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    map: Arc<FileBytes>,
     layout: Arc<Layout>,
     schema: crate::record::Schema,
     event_time: Option<usize>,
@@ -217,7 +246,7 @@ struct ParserCtx {
 
 impl ParserCtx {
     fn run(self, chunks: Receiver<split::Chunk>, out: Sender<ParsedChunk>) {
-        let data: &[u8] = (*self.map).as_ref();
+        let data: &[u8] = self.map.bytes();
         for chunk in chunks {
             let mut batch = ParsedBatch::new(self.schema.len());
             let bytes = chunk.bytes(data);
@@ -229,6 +258,7 @@ impl ParserCtx {
                     jsonl_parse::parse_chunk(bytes, &chunk, l, &self.schema, &mut batch)
                 }
             }
+            self.map.release(chunk.start, chunk.end);
             let end_position = chunk.first_position + batch.records() as u64;
             if let Some(et) = self.event_time {
                 let max = batch
