@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `check`, `generate`, `operators`. No engine logic lives here.
+//! Command-line interface: `run`, `check`, `graph`, `generate`, `operators`. No engine logic lives here.
 
 use crate::diag::{render, Diagnostic, SourceFile};
 use crate::plan::Plan;
@@ -39,6 +39,11 @@ enum Command {
         /// Pipeline file (TOML).
         file: PathBuf,
     },
+    /// Print a pipeline's graph in Graphviz DOT (`eventflow graph FILE | dot -Tsvg > graph.svg`).
+    Graph {
+        /// Pipeline file (TOML).
+        file: PathBuf,
+    },
     /// Write a deterministic sample dataset.
     Generate {
         /// Which dataset.
@@ -74,6 +79,13 @@ pub fn main() -> ExitCode {
         Command::Check { file } => match load(&file) {
             Ok(plan) => {
                 print!("{}", plan.explain());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Graph { file } => match load(&file) {
+            Ok(plan) => {
+                print!("{}", plan.to_dot());
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -15,3 +15,40 @@ pub static TRANSFORMS: &[&dyn TransformFactory] = &[
 pub fn transform(name: &str) -> Option<&'static dyn TransformFactory> {
     TRANSFORMS.iter().copied().find(|f| f.name() == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::spec::PipelineSpec;
+
+    /// Every transform's documented example plans against the sample orders data.
+    #[test]
+    fn every_example_plans() {
+        let schema = "{ order_id = \"int\", ts = \"timestamp\", category = \"string\", amount = \"float\", status = \"string\" }";
+        for factory in TRANSFORMS {
+            let mut text = String::new();
+            for source in ["orders", "eu_orders", "us_orders"] {
+                text.push_str(&format!("[sources.{source}]\ntype = \"csv\"\npath = \"data/orders.csv\"\nschema = {schema}\n\n"));
+            }
+            text.push_str(&format!(
+                "[transforms.t]\n{}\n[sinks.s]\ntype = \"stdout\"\ninput = \"t\"\n",
+                factory.example()
+            ));
+            let file = SourceFile {
+                name: format!("{}.toml", factory.name()),
+                text,
+            };
+            let spec = PipelineSpec::parse(file, env!("CARGO_MANIFEST_DIR").into())
+                .map_err(|e| e.1)
+                .unwrap();
+            let plan = crate::plan::build(&spec);
+            assert!(
+                plan.is_ok(),
+                "example of `{}` does not plan: {:?}",
+                factory.name(),
+                plan.err()
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! produced at one tick are summed during the merge.
 
 use super::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
-use crate::plan::TimeDomain;
+use crate::record::time::TimeDomain;
 use crate::record::{write_json_string, Diff, Row, Schema, Tick};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -218,7 +218,7 @@ impl Encoder {
                 }
                 if let Some((tick, diff)) = extra {
                     text.clear();
-                    write_time(self.time, tick, text);
+                    self.time.write_tick(tick, text);
                     w.write_field(text.as_bytes())?;
                     w.write_field(itoa::Buffer::new().format(diff).as_bytes())?;
                 }
@@ -241,7 +241,7 @@ impl Encoder {
                     if quoted {
                         text.push('"');
                     }
-                    write_time(self.time, tick, text);
+                    self.time.write_tick(tick, text);
                     if quoted {
                         text.push('"');
                     }
@@ -282,14 +282,6 @@ impl Encoder {
             Output::Jsonl(w) => w.flush()?,
         }
         Ok(self.stats.clone())
-    }
-}
-
-/// The `time` column: ISO-8601 for event time, the record position for position time.
-fn write_time(time: TimeDomain, tick: Tick, out: &mut String) {
-    match time {
-        TimeDomain::Event { .. } => crate::record::time::write_iso8601(tick as i64, out),
-        TimeDomain::Position { .. } => out.push_str(itoa::Buffer::new().format(tick)),
     }
 }
 

@@ -87,7 +87,17 @@ impl TransformConfig for AggregateConfig {
         let mut diags = Vec::new();
         let mut keys = Vec::new();
         let mut fields = Vec::new();
-        for g in &self.group_by {
+        for (i, g) in self.group_by.iter().enumerate() {
+            if self.group_by[..i].iter().any(|h| h.value == g.value) {
+                diags.push(
+                    Diagnostic::error(
+                        "E0310",
+                        format!("`{}` appears twice in `group_by`", g.value),
+                    )
+                    .at(g.span.clone(), "duplicate"),
+                );
+                continue;
+            }
             match input.schema.index_of(&g.value) {
                 Some(i) => {
                     keys.push(i);
@@ -309,7 +319,9 @@ impl AggregatePlan {
                 Some(i) => std::borrow::Cow::Borrowed(row.get(i).unwrap_or(&Value::Null)),
                 None => std::borrow::Cow::Owned(arg.eval(row)),
             };
-            if v.is_null() {
+            // NULL, NaN and infinities are skipped, as SQL skips NULL: an exact sum has no
+            // representation for them.
+            if v.is_null() || v.as_f64().is_some_and(|x| !x.is_finite()) {
                 continue;
             }
             match acc {

@@ -70,7 +70,4 @@ impl RecordOp for Filter {
     fn apply(&self, row: &mut Row, _scratch: &mut Row) -> bool {
         self.predicate.eval_predicate(row)
     }
-    fn is_filter(&self) -> bool {
-        true
-    }
 }

@@ -139,10 +139,6 @@ pub enum TransformOp {
 /// It must not panic on any row, and must not keep state between calls: the runtime may call
 /// it on any worker, in any order.
 pub trait RecordOp: Send + Sync {
-    /// Processes one row; `false` drops it.
+    /// Processes one row; `false` drops it (the run summary counts it as filtered).
     fn apply(&self, row: &mut Row, scratch: &mut Row) -> bool;
-    /// Whether this operator only drops rows (counted as "filtered" in the run summary).
-    fn is_filter(&self) -> bool {
-        false
-    }
 }

@@ -16,30 +16,7 @@ use crate::spec::{Params, PipelineSpec, Role, Sp};
 use std::collections::HashMap;
 use std::fmt::Write;
 
-/// How the pipeline's logical time is derived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeDomain {
-    /// Event time from each source's `event_time` field, grouped into ticks of `tick_ms`.
-    Event {
-        /// Tick length in milliseconds.
-        tick_ms: u64,
-    },
-    /// Record position in each source's file, grouped into ticks of `tick_records` records.
-    Position {
-        /// Records per tick.
-        tick_records: u64,
-    },
-}
-
-impl TimeDomain {
-    /// The tick a record belongs to, given its event time (ms) or position.
-    pub fn tick_of(&self, t: u64) -> u64 {
-        match *self {
-            TimeDomain::Event { tick_ms } => t - t % tick_ms,
-            TimeDomain::Position { tick_records } => t - t % tick_records,
-        }
-    }
-}
+pub use crate::record::time::TimeDomain;
 
 /// What a node does.
 pub enum NodeKind {
@@ -291,7 +268,18 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             Configured::Source(cfg) => Ok((cfg.schema.clone(), false, NodeKind::Source(cfg))),
             Configured::Sink(cfg) => {
                 let input = &nodes[inputs[0]];
-                Ok((input.schema.clone(), input.retracting, NodeKind::Sink(cfg)))
+                let clash = input.schema.names().find(|n| *n == "time" || *n == "diff");
+                match (cfg.mode, clash) {
+                    (connectors::SinkMode::Updates, Some(name)) => Err(vec![Diagnostic::error(
+                        "E0311",
+                        format!("input field `{name}` clashes with the `{name}` column of an updates sink"),
+                    )
+                    .at(node.name.span.clone(), "updates sink")
+                    .help(format!(
+                        "rename `{name}` with a `select` before this sink, or use `mode = \"snapshot\"`"
+                    ))]),
+                    _ => Ok((input.schema.clone(), input.retracting, NodeKind::Sink(cfg))),
+                }
             }
             Configured::Transform(cfg) => {
                 let infos: Vec<InputInfo<'_>> = inputs
@@ -363,6 +351,16 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             .help("use `tick_records` to group records by position"),
         );
     }
+    if let (Some(t), true) = (&tick_records, with_time > 0) {
+        diags.push(
+            Diagnostic::error(
+                "E0105",
+                "`tick_records` groups records by position, but the sources have `event_time`",
+            )
+            .at(t.span.clone(), "not used with event time")
+            .help("use `tick = \"1s\"` (a duration of event time)"),
+        );
+    }
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -423,10 +421,27 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     diags.push(*d);
                 }
             }
-            NodeKind::Sink(SinkConfig {
-                target: SinkTarget::File(p),
-                ..
-            }) => {
+            NodeKind::Sink(SinkConfig { target, .. }) => {
+                let p: std::path::PathBuf = match target {
+                    SinkTarget::File(p) => p
+                        .components()
+                        .filter(|c| !matches!(c, std::path::Component::CurDir))
+                        .collect(),
+                    SinkTarget::Stdout => std::path::PathBuf::from("<stdout>"),
+                };
+                if ["dead_letters.jsonl", "summary.json"]
+                    .iter()
+                    .any(|r| p == std::path::Path::new(r))
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0403",
+                            format!("sink `{}` would overwrite the run's `{}`", node.name.value, p.display()),
+                        )
+                        .at(node.name.span.clone(), "this sink's file")
+                        .help("set another `path`: every run writes `dead_letters.jsonl` and `summary.json`"),
+                    );
+                }
                 if let Some(first) = outputs.insert(p.clone(), &node.name) {
                     diags.push(
                         Diagnostic::error("E0403", format!("two sinks write `{}`", p.display()))
@@ -514,6 +529,36 @@ fn topological_order(edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
 }
 
 impl Plan {
+    /// The graph in Graphviz DOT, for `eventflow graph` (render with `dot -Tsvg`).
+    pub fn to_dot(&self) -> String {
+        let mut out = format!(
+            "digraph {:?} {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n",
+            self.name
+        );
+        for n in &self.nodes {
+            let shape = match n.kind {
+                NodeKind::Source(_) => "cylinder",
+                NodeKind::Transform(_) => "box",
+                NodeKind::Sink(_) => "note",
+            };
+            let fields = n.schema.names().collect::<Vec<_>>().join(", ");
+            let label = format!("{}\\n[{}]\\n({fields})", n.name, n.kind_name);
+            let _ = writeln!(
+                out,
+                "  {:?} [shape={shape}, label=\"{}\"];",
+                n.name,
+                label.replace('"', "\\\"")
+            );
+        }
+        for n in &self.nodes {
+            for &i in &n.inputs {
+                let _ = writeln!(out, "  {:?} -> {:?};", self.nodes[i].name, n.name);
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
     /// A readable description of the plan: nodes, edges and schemas, for `eventflow check`.
     pub fn explain(&self) -> String {
         let mut out = String::new();
@@ -564,7 +609,11 @@ impl Plan {
             if !inputs.is_empty() {
                 let _ = writeln!(out, "    inputs: {inputs}");
             }
-            if matches!(n.kind, NodeKind::Source(_)) {
+            if let NodeKind::Source(connectors::SourceConfig {
+                format: connectors::SourceFormat::Csv { .. },
+                ..
+            }) = n.kind
+            {
                 let parsed: Vec<&str> = n
                     .schema
                     .fields

@@ -5,6 +5,39 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
+/// How the pipeline's logical time is derived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Event time from each source's `event_time` field, grouped into ticks of `tick_ms`.
+    Event {
+        /// Tick length in milliseconds.
+        tick_ms: u64,
+    },
+    /// Record position in each source's file, grouped into ticks of `tick_records` records.
+    Position {
+        /// Records per tick.
+        tick_records: u64,
+    },
+}
+
+impl TimeDomain {
+    /// Writes a tick as the `time` column shows it: ISO-8601 for event time, the position otherwise.
+    pub fn write_tick(&self, tick: u64, out: &mut String) {
+        match self {
+            TimeDomain::Event { .. } => write_iso8601(tick as i64, out),
+            TimeDomain::Position { .. } => out.push_str(itoa::Buffer::new().format(tick)),
+        }
+    }
+
+    /// The tick a record belongs to, given its event time (ms) or position.
+    pub fn tick_of(&self, t: u64) -> u64 {
+        match *self {
+            TimeDomain::Event { tick_ms } => t - t % tick_ms,
+            TimeDomain::Position { tick_records } => t - t % tick_records,
+        }
+    }
+}
+
 /// Parses a timestamp as ISO-8601 / RFC 3339 text (a missing offset means UTC), a date
 /// `YYYY-MM-DD`, or integer epoch milliseconds.
 pub fn parse_timestamp(text: &str) -> Option<i64> {

@@ -523,7 +523,7 @@ fn report_progress(
     if !tty {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut last_line = Instant::now();
+    let mut last_line: Option<Instant> = None;
     let mut shown = false;
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -538,8 +538,10 @@ fn report_progress(
             bar.set_position(bytes);
             bar.set_message(msg);
             shown = true;
-        } else if last_line.elapsed() >= Duration::from_secs(5) {
-            last_line = Instant::now();
+        } else if last_line.map_or(started.elapsed() >= Duration::from_secs(2), |l| {
+            l.elapsed() >= Duration::from_secs(5)
+        }) {
+            last_line = Some(Instant::now());
             let pct = if total > 0 {
                 bytes as f64 * 100.0 / total as f64
             } else {

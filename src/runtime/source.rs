@@ -8,7 +8,7 @@ use crate::connectors::file_source::{ChunkClock, ParsedChunk, Wake};
 use crate::connectors::parsed::{DeadReason, DeadRecord};
 use crate::operators::aggregate::{AggState, AggregatePlan, Combiner};
 use crate::operators::RecordOp;
-use crate::plan::TimeDomain;
+use crate::record::time::TimeDomain;
 use crate::record::{Row, Schema, Tick, Value};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::collections::BTreeMap;

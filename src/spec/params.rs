@@ -197,9 +197,19 @@ impl<'a> Params<'a> {
     }
 
     /// Reports every key that was never asked for, and returns the collected problems.
+    ///
+    /// An unknown key that looks like a typo of a missing required key replaces the "missing"
+    /// error: `wher = ...` gets one error saying "did you mean `where`?", not two.
     pub fn finish(mut self) -> Vec<Diagnostic> {
         for (k, _) in &self.table.entries {
             if !self.known.contains(&k.value.as_str()) {
+                if let Some(intended) =
+                    crate::diag::did_you_mean(&k.value, self.known.iter().copied())
+                {
+                    let missing = format!("`{}` is missing `{intended}`", self.owner);
+                    self.diags
+                        .retain(|d| !(d.code == "E0104" && d.message == missing));
+                }
                 let mut known: Vec<&str> = self.known.clone();
                 known.sort_unstable();
                 let d = Diagnostic::error(

@@ -8,7 +8,7 @@ fn help_lists_the_commands() {
     let out = Command::new(bin()).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for cmd in ["run", "check", "generate", "operators"] {
+    for cmd in ["run", "check", "graph", "generate", "operators"] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
 }
@@ -90,4 +90,24 @@ fn stdout_sink_prints_rows() {
         .map(|l| l.rsplit(',').next().unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(total, 100);
+}
+
+#[test]
+fn graph_prints_dot_with_every_edge() {
+    let out = Command::new(bin())
+        .arg("graph")
+        .arg(root().join("pipelines/orders_revenue.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.starts_with("digraph \"orders_revenue\" {"), "{text}");
+    for edge in [
+        "\"orders\" -> \"paid\"",
+        "\"paid\" -> \"revenue\"",
+        "\"revenue\" -> \"revenue_updates\"",
+        "\"revenue\" -> \"revenue_snapshot\"",
+    ] {
+        assert!(text.contains(edge), "missing {edge}:\n{text}");
+    }
 }

@@ -57,7 +57,7 @@ fn all_errors_of_a_phase_are_reported_at_once() {
     let file = dir.path().join("many.toml");
     std::fs::write(
         &file,
-        "[sources.a]\ntype = \"csvv\"\n[transforms.b]\ntype = \"filter\"\ninput = \"a\"\nwher = \"x\"\n[sinks.c]\ntype = \"csv\"\ninput = \"b\"\nmode = \"snapshots\"\n",
+        "[sources.a]\ntype = \"csvv\"\n[transforms.b]\ntype = \"filter\"\ninput = \"a\"\nwher = \"x\"\n[transforms.d]\ntype = \"aggregate\"\ninput = \"b\"\n[sinks.c]\ntype = \"csv\"\ninput = \"b\"\nmode = \"snapshots\"\n",
     )
     .unwrap();
     let out = std::process::Command::new(bin())
