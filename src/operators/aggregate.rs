@@ -41,6 +41,51 @@ pub struct AggregateFactory;
 struct AggregateConfig {
     group_by: Vec<Sp<String>>,
     aggregates: Vec<(Sp<String>, Sp<String>)>,
+    window: Option<WindowConfig>,
+    emit: Emit,
+}
+
+struct WindowConfig {
+    kind: WindowKind,
+    time_field: Option<Sp<String>>,
+    span: std::ops::Range<usize>,
+}
+
+/// Which windows a record belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Windows `[s, s + size)` starting at every multiple of `slide` (tumbling: `slide == size`).
+    Fixed {
+        /// Window length, ms.
+        size: i64,
+        /// Distance between window starts, ms.
+        slide: i64,
+    },
+    /// Per group key: records less than `gap` apart form one session `[first, last + gap)`.
+    Session {
+        /// Inactivity gap, ms.
+        gap: i64,
+    },
+}
+
+/// When a windowed aggregate writes its results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Once per window, when the watermark passes its end.
+    Final,
+    /// At every tick where a window's result changed (-1 old, +1 new).
+    Updates,
+}
+
+/// A planned window: its kind, the event-time field it reads and when it emits.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowPlan {
+    /// Tumbling, hopping or session.
+    pub kind: WindowKind,
+    /// Position of the event-time field in the input.
+    pub time: usize,
+    /// Final or updates.
+    pub emit: Emit,
 }
 
 impl TransformFactory for AggregateFactory {
@@ -70,9 +115,69 @@ impl TransformFactory for AggregateFactory {
             );
             return None;
         }
+        let window = params.table("window").and_then(|mut w| {
+            let span = w.owner_span();
+            let kind = w.choice("type", &["tumbling", "hopping", "session"]);
+            if w.raw("type").is_none() {
+                w.missing("type", "\"tumbling\"");
+            }
+            let size = w.duration_ms("size");
+            let slide = w.duration_ms("slide");
+            let gap = w.duration_ms("gap");
+            let time_field = w.str("time_field");
+            let need = |w: &mut Params<'_>, v: &Option<Sp<u64>>, key: &str| match v {
+                Some(d) if d.value > 0 => Some(d.value as i64),
+                Some(d) => {
+                    w.error(Diagnostic::error("E0105", format!("`{key}` must be greater than zero")).at(d.span.clone(), "zero"));
+                    None
+                }
+                None => {
+                    w.missing(key, "\"1m\"");
+                    None
+                }
+            };
+            let kind = match kind.map(|k| k.value) {
+                Some("tumbling") => need(&mut w, &size, "size").map(|s| WindowKind::Fixed { size: s, slide: s }),
+                Some("hopping") => match (need(&mut w, &size, "size"), need(&mut w, &slide, "slide")) {
+                    (Some(size), Some(slide)) if slide <= size => Some(WindowKind::Fixed { size, slide }),
+                    (Some(_), Some(_)) => {
+                        let s = slide.as_ref().map(|s| s.span.clone()).unwrap_or(span.clone());
+                        w.error(
+                            Diagnostic::error("E0105", "a hopping window's `slide` must not exceed its `size`")
+                                .at(s, "slide longer than the window")
+                                .help("records between windows would be dropped; use a tumbling window instead"),
+                        );
+                        None
+                    }
+                    _ => None,
+                },
+                Some("session") => need(&mut w, &gap, "gap").map(|gap| WindowKind::Session { gap }),
+                _ => None,
+            };
+            let kind_ok = kind.is_some();
+            let diags = w.finish();
+            let failed = !diags.is_empty() || !kind_ok;
+            params.absorb(diags);
+            if failed {
+                return None;
+            }
+            Some(WindowConfig { kind: kind?, time_field, span })
+        });
+        let emit = match params
+            .choice("emit", &["final", "updates"])
+            .map(|e| e.value)
+        {
+            Some("updates") => Emit::Updates,
+            _ => Emit::Final,
+        };
+        if params.raw("window").is_some() && window.is_none() {
+            return None;
+        }
         Some(Box::new(AggregateConfig {
             group_by,
             aggregates,
+            window,
+            emit,
         }))
     }
 }
@@ -87,6 +192,59 @@ impl TransformConfig for AggregateConfig {
         let mut diags = Vec::new();
         let mut keys = Vec::new();
         let mut fields = Vec::new();
+        let mut window = None;
+        if let Some(w) = &self.window {
+            let time = match &w.time_field {
+                Some(name) => match input.schema.index_of(&name.value) {
+                    Some(i) if input.schema.fields[i].ty == Type::Timestamp => Some(i),
+                    Some(_) => {
+                        diags.push(
+                            Diagnostic::error(
+                                "E0303",
+                                format!("window time field `{}` is not a timestamp", name.value),
+                            )
+                            .at(name.span.clone(), "not a timestamp"),
+                        );
+                        None
+                    }
+                    None => {
+                        diags.push(
+                            Diagnostic::error(
+                                "E0306",
+                                format!("unknown window time field `{}`", name.value),
+                            )
+                            .at(name.span.clone(), "no such field in the input")
+                            .suggest(&name.value, input.schema.names()),
+                        );
+                        None
+                    }
+                },
+                None if input.event_time.is_some() => input.event_time,
+                None => {
+                    diags.push(
+                        Diagnostic::error("E0308", "a window needs event time, and this input has no event-time field")
+                            .at(w.span.clone(), "no event time here")
+                            .help("give the source an `event_time` and keep that field up to here, or set `time_field` in the window"),
+                    );
+                    None
+                }
+            };
+            if let Some(time) = time {
+                window = Some(WindowPlan {
+                    kind: w.kind,
+                    time,
+                    emit: self.emit,
+                });
+                fields.push(Field {
+                    name: "window_start".into(),
+                    ty: Type::Timestamp,
+                });
+                fields.push(Field {
+                    name: "window_end".into(),
+                    ty: Type::Timestamp,
+                });
+            }
+        }
         for (i, g) in self.group_by.iter().enumerate() {
             if self.group_by[..i].iter().any(|h| h.value == g.value) {
                 diags.push(
@@ -131,12 +289,6 @@ impl TransformConfig for AggregateConfig {
                                 .note("min and max keep only the extreme value, which a retraction cannot undo"),
                         );
                     }
-                    if matches!(call.func, AggFunc::CountDistinct) {
-                        diags.push(
-                            Diagnostic::error("E0309", "count(DISTINCT ...) is not supported yet")
-                                .at(text.span.clone(), "not yet implemented"),
-                        );
-                    }
                     let input_float = call.arg.as_ref().and_then(Expr::ty) == Some(Type::Float);
                     fields.push(Field {
                         name: name.value.clone(),
@@ -154,8 +306,49 @@ impl TransformConfig for AggregateConfig {
         if !diags.is_empty() {
             return Err(diags);
         }
+        let visible = aggs.len();
+        if let Some(WindowPlan {
+            kind: WindowKind::Session { .. },
+            time,
+            ..
+        }) = window
+        {
+            // Sessions need each partial's first and last event time: hidden min/max columns.
+            let name = format!(
+                "\"{}\"",
+                input.schema.fields[time].name.replace('"', "\"\"")
+            );
+            for func in [AggFunc::Min, AggFunc::Max] {
+                let arg = Expr::compile(&name, input.schema)
+                    .map_err(|e| ctx.expr_diags(&Sp::new(name.clone(), 0..0), e))?;
+                aggs.push(AggSpec {
+                    func,
+                    arg: Some(arg),
+                    input_float: false,
+                });
+            }
+        }
+        let window_text = match (&self.window, window) {
+            (Some(_), Some(w)) => {
+                let kind = match w.kind {
+                    WindowKind::Fixed { size, slide } if size == slide => {
+                        format!("tumbling {size} ms")
+                    }
+                    WindowKind::Fixed { size, slide } => {
+                        format!("hopping {size} ms every {slide} ms")
+                    }
+                    WindowKind::Session { gap } => format!("session gap {gap} ms"),
+                };
+                format!(
+                    " over {kind} windows on `{}`, emit {:?}",
+                    input.schema.fields[w.time].name, w.emit
+                )
+                .to_lowercase()
+            }
+            _ => String::new(),
+        };
         let describe = format!(
-            "group by [{}]: {}",
+            "group by [{}]{window_text}: {}",
             self.group_by
                 .iter()
                 .map(|g| g.value.as_str())
@@ -172,14 +365,21 @@ impl TransformConfig for AggregateConfig {
             input.schema.len(),
         );
         reads.extend(&keys);
+        reads.extend(window.map(|w| w.time));
         reads.sort_unstable();
         reads.dedup();
         Ok(PlannedTransform {
             schema: Schema { fields },
             retracting: true,
+            event_time: None,
             describe,
             reads: FieldUse::Only(reads),
-            op: TransformOp::Aggregate(Arc::new(AggregatePlan { keys, aggs })),
+            op: TransformOp::Aggregate(Arc::new(AggregatePlan {
+                keys,
+                aggs,
+                visible,
+                window,
+            })),
         })
     }
 }
@@ -197,6 +397,10 @@ pub struct AggSpec {
 pub struct AggregatePlan {
     keys: Vec<usize>,
     aggs: Vec<AggSpec>,
+    /// How many of `aggs` are output columns; the rest are hidden (a session's first/last time).
+    visible: usize,
+    /// The window, for windowed aggregates.
+    pub window: Option<WindowPlan>,
 }
 
 /// The accumulated state of one aggregate column.
@@ -215,6 +419,8 @@ pub enum Acc {
     Min(Option<Value>),
     /// `max`: the largest value seen.
     Max(Option<Value>),
+    /// `count(DISTINCT x)`: the multiset of non-null values (so retractions work).
+    Distinct(BTreeMap<Value, i64>),
 }
 
 /// The state of one group: the signed number of records and one [`Acc`] per aggregate column.
@@ -241,6 +447,11 @@ impl AggState {
                 }
                 (Acc::Min(x), Acc::Min(y)) => merge_extreme(x, y, std::cmp::Ordering::Less),
                 (Acc::Max(x), Acc::Max(y)) => merge_extreme(x, y, std::cmp::Ordering::Greater),
+                (Acc::Distinct(x), Acc::Distinct(y)) => {
+                    for (v, n) in y {
+                        add_count(x, v, *n);
+                    }
+                }
                 _ => debug_assert!(false, "aggregate states of different shapes"),
             }
         }
@@ -253,7 +464,19 @@ impl AggState {
                 Acc::Count(c) => *c == 0,
                 Acc::Sum { sum, n } => *sum == 0 && *n == 0,
                 Acc::Min(v) | Acc::Max(v) => v.is_none(),
+                Acc::Distinct(m) => m.is_empty(),
             })
+    }
+}
+
+fn add_count(m: &mut BTreeMap<Value, i64>, v: &Value, n: i64) {
+    if let Some(c) = m.get_mut(v) {
+        *c += n;
+        if *c == 0 {
+            m.remove(v);
+        }
+    } else if n != 0 {
+        m.insert(v.clone(), n);
     }
 }
 
@@ -298,7 +521,8 @@ impl AggregatePlan {
                 .aggs
                 .iter()
                 .map(|a| match a.func {
-                    AggFunc::Count | AggFunc::CountDistinct => Acc::Count(0),
+                    AggFunc::Count => Acc::Count(0),
+                    AggFunc::CountDistinct => Acc::Distinct(BTreeMap::new()),
                     AggFunc::Sum | AggFunc::Avg => Acc::Sum { sum: 0, n: 0 },
                     AggFunc::Min => Acc::Min(None),
                     AggFunc::Max => Acc::Max(None),
@@ -338,6 +562,7 @@ impl AggregatePlan {
                     *sum = sum.wrapping_add(x.wrapping_mul(diff as i128));
                     *n += diff;
                 }
+                Acc::Distinct(m) => add_count(m, &v, diff),
                 Acc::Min(m) => merge_extreme(m, &Some(v.into_owned()), std::cmp::Ordering::Less),
                 Acc::Max(m) => merge_extreme(m, &Some(v.into_owned()), std::cmp::Ordering::Greater),
             }
@@ -348,8 +573,9 @@ impl AggregatePlan {
     pub fn finalize(&self, key: &[Value], state: &AggState) -> Row {
         let mut row = Vec::with_capacity(key.len() + self.aggs.len());
         row.extend_from_slice(key);
-        for (spec, acc) in self.aggs.iter().zip(&state.accs) {
+        for (spec, acc) in self.aggs[..self.visible].iter().zip(&state.accs) {
             row.push(match (spec.func, acc.clone()) {
+                (_, Acc::Distinct(m)) => Value::Int(m.len() as i64),
                 (AggFunc::Count, Acc::Count(_)) if spec.arg.is_none() => Value::Int(state.records),
                 (_, Acc::Count(c)) => Value::Int(c),
                 (_, Acc::Sum { n: 0, .. }) => Value::Null,
@@ -394,8 +620,33 @@ impl Combiner {
     }
 
     /// Adds `diff` copies of `row` at `tick`.
+    /// Adds `diff` copies of `row` at `tick`; for fixed windows, once per window the row falls
+    /// in, under a key that starts with the window's start.
     pub fn add(&mut self, tick: Tick, row: &[Value], diff: Diff) {
+        match self.plan.window {
+            Some(WindowPlan {
+                kind: WindowKind::Fixed { size, slide },
+                time,
+                ..
+            }) => {
+                let Some(t) = row.get(time).and_then(Value::as_i64) else {
+                    return; // no event time: belongs to no window
+                };
+                let mut start = t - t.rem_euclid(slide);
+                while start > t - size {
+                    self.add_keyed(tick, Some(start), row, diff);
+                    start -= slide;
+                }
+            }
+            _ => self.add_keyed(tick, None, row, diff),
+        }
+    }
+
+    fn add_keyed(&mut self, tick: Tick, window_start: Option<i64>, row: &[Value], diff: Diff) {
         self.plan.key_into(row, &mut self.key);
+        if let Some(s) = window_start {
+            self.key.insert(0, Value::Time(s));
+        }
         let groups = self.ticks.entry(tick).or_default();
         if let Some(state) = groups.get_mut(self.key.as_slice()) {
             self.plan.fold(state, row, diff);

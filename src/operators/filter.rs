@@ -59,6 +59,7 @@ impl TransformConfig for FilterConfig {
         Ok(PlannedTransform {
             schema: input.schema.clone(),
             retracting: input.retracting,
+            event_time: input.event_time,
             describe: format!("where {}", self.predicate.value),
             reads: FieldUse::PassThrough(fields_of([&predicate], input.schema.len())),
             op: TransformOp::Record(Arc::new(Filter { predicate })),

@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod filter;
 pub mod select;
 pub mod union;
+pub mod window;
 
 use crate::diag::{Diagnostic, SourceFile};
 use crate::expr::ExprError;
@@ -30,6 +31,8 @@ pub struct InputInfo<'a> {
     pub schema: &'a Schema,
     /// Whether the input may carry retractions (diff -1).
     pub retracting: bool,
+    /// Position of the pipeline's event-time field in this input, if it still has one.
+    pub event_time: Option<usize>,
 }
 
 /// Context for planning: the pipeline file, to turn expression errors into file spans.
@@ -89,6 +92,8 @@ pub struct PlannedTransform {
     pub schema: Schema,
     /// Whether its output may carry retractions.
     pub retracting: bool,
+    /// Position of the event-time field in its output, if it keeps one.
+    pub event_time: Option<usize>,
     /// What the runtime renders.
     pub op: TransformOp,
     /// A one-line description for `eventflow check`.

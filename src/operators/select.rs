@@ -130,6 +130,9 @@ impl TransformConfig for SelectConfig {
         Ok(PlannedTransform {
             schema: Schema::new(fields),
             retracting: input.retracting,
+            event_time: input
+                .event_time
+                .and_then(|t| exprs.iter().position(|e| e.as_field() == Some(t))),
             describe,
             reads: FieldUse::Only(fields_of(&exprs, input.schema.len())),
             op: TransformOp::Record(Arc::new(Select { columns: exprs })),

@@ -49,6 +49,9 @@ impl TransformConfig for UnionConfig {
         Ok(PlannedTransform {
             schema: first.clone(),
             retracting: inputs.iter().any(|i| i.retracting),
+            event_time: inputs[0]
+                .event_time
+                .filter(|&t| inputs.iter().all(|i| i.event_time == Some(t))),
             describe: format!("{} inputs", inputs.len()),
             reads: FieldUse::PassThrough(Vec::new()),
             op: TransformOp::Union,

@@ -42,6 +42,8 @@ pub struct PlanNode {
     pub schema: Schema,
     /// Whether its output may carry retractions.
     pub retracting: bool,
+    /// Position of the event-time field in its output, if it still has one.
+    pub event_time: Option<usize>,
     /// For each output field, whether any consumer reads it (sources parse only those).
     pub needed: Vec<bool>,
     /// What it does.
@@ -265,7 +267,12 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             continue;
         }
         let planned = match slots[i].take().expect("each node planned once") {
-            Configured::Source(cfg) => Ok((cfg.schema.clone(), false, NodeKind::Source(cfg))),
+            Configured::Source(cfg) => Ok((
+                cfg.schema.clone(),
+                false,
+                cfg.event_time,
+                NodeKind::Source(cfg),
+            )),
             Configured::Sink(cfg) => {
                 let input = &nodes[inputs[0]];
                 let clash = input.schema.names().find(|n| *n == "time" || *n == "diff");
@@ -278,7 +285,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     .help(format!(
                         "rename `{name}` with a `select` before this sink, or use `mode = \"snapshot\"`"
                     ))]),
-                    _ => Ok((input.schema.clone(), input.retracting, NodeKind::Sink(cfg))),
+                    _ => Ok((input.schema.clone(), input.retracting, input.event_time, NodeKind::Sink(cfg))),
                 }
             }
             Configured::Transform(cfg) => {
@@ -287,24 +294,32 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     .map(|&j| InputInfo {
                         schema: &nodes[j].schema,
                         retracting: nodes[j].retracting,
+                        event_time: nodes[j].event_time,
                     })
                     .collect();
                 let ctx = PlanCtx {
                     file: &spec.file,
                     node_span: node.name.span.clone(),
                 };
-                cfg.plan(&infos, &ctx)
-                    .map(|p| (p.schema.clone(), p.retracting, NodeKind::Transform(p)))
+                cfg.plan(&infos, &ctx).map(|p| {
+                    (
+                        p.schema.clone(),
+                        p.retracting,
+                        p.event_time,
+                        NodeKind::Transform(p),
+                    )
+                })
             }
         };
         match planned {
-            Ok((schema, retracting, kind)) => nodes.push(PlanNode {
+            Ok((schema, retracting, event_time, kind)) => nodes.push(PlanNode {
                 name: node.name.value.clone(),
                 kind_name,
                 inputs,
                 consumers: Vec::new(),
                 schema,
                 retracting,
+                event_time,
                 needed: Vec::new(),
                 kind,
             }),
@@ -373,6 +388,38 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             tick_records: tick_records.map(|t| t.value).unwrap_or(100_000),
         }
     };
+    // Windows need event-time ticks, and sessions pre-combine per tick, which is exact only
+    // when a tick is no longer than the gap.
+    for (k, n) in nodes.iter().enumerate() {
+        let NodeKind::Transform(t) = &n.kind else {
+            continue;
+        };
+        let crate::operators::TransformOp::Aggregate(p) = &t.op else {
+            continue;
+        };
+        let Some(w) = p.window else { continue };
+        let span = spec.nodes[order[k]].name.span.clone();
+        match (time, w.kind) {
+            (TimeDomain::Position { .. }, _) => diags.push(
+                Diagnostic::error("E0308", "windows need event time, but the sources have no `event_time`")
+                    .at(span, "windowed aggregate")
+                    .help("give the sources an `event_time` field"),
+            ),
+            (TimeDomain::Event { tick_ms }, crate::operators::aggregate::WindowKind::Session { gap })
+                if (gap as u64) < tick_ms =>
+            {
+                diags.push(
+                    Diagnostic::error("E0105", format!("the session gap ({gap} ms) is shorter than the pipeline's tick ({tick_ms} ms)"))
+                        .at(span, "session window")
+                        .help("set `[pipeline] tick` to at most the gap"),
+                )
+            }
+            _ => {}
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
     for i in 0..nodes.len() {
         for j in nodes[i].inputs.clone() {
             nodes[j].consumers.push(i);
@@ -473,10 +520,12 @@ fn placeholder(name: String, kind_name: String, inputs: Vec<usize>) -> PlanNode 
         consumers: Vec::new(),
         schema: Schema::default(),
         retracting: false,
+        event_time: None,
         needed: Vec::new(),
         kind: NodeKind::Transform(PlannedTransform {
             schema: Schema::default(),
             retracting: false,
+            event_time: None,
             op: crate::operators::TransformOp::Union,
             describe: String::new(),
             reads: crate::operators::FieldUse::PassThrough(Vec::new()),

@@ -14,6 +14,7 @@
 
 pub mod metrics;
 pub mod source;
+pub mod window;
 
 pub use metrics::RunSummary;
 
@@ -161,7 +162,15 @@ type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
 fn finish_aggregate<'s>(
     partials: VecCollection<'s, Tick, Row, AggState>,
     plan: Arc<AggregatePlan>,
+    time: crate::plan::TimeDomain,
 ) -> Coll<'s> {
+    if plan.window.is_some() {
+        let tick_ms = match time {
+            crate::plan::TimeDomain::Event { tick_ms } => tick_ms,
+            crate::plan::TimeDomain::Position { tick_records } => tick_records,
+        };
+        return window::render(partials, plan, tick_ms);
+    }
     partials
         .count_total()
         .map(move |(key, state)| plan.finalize(&key, &state))
@@ -378,7 +387,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 let partials =
                                     source::render(scope, task, CombineEmitter::new(p.clone()))
                                         .as_collection();
-                                finish_aggregate(partials, p.clone())
+                                finish_aggregate(partials, p.clone(), plan.time)
                             }
                             None => {
                                 source::render(scope, task, RowEmitter::default()).as_collection()
@@ -402,7 +411,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                             }
                             TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
                             TransformOp::Aggregate(p) => {
-                                finish_aggregate(combine(first, p.clone()), p.clone())
+                                finish_aggregate(combine(first, p.clone()), p.clone(), plan.time)
                             }
                         });
                     }

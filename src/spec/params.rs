@@ -191,6 +191,28 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// A nested table, read with its own [`Params`] (merge its problems back with
+    /// [`Params::absorb`]). Anything but a table is reported here.
+    pub fn table(&mut self, key: &'static str) -> Option<Params<'a>> {
+        let v = self.lookup(key)?;
+        match &v.value {
+            TomlValue::Table(t) => Some(Params::new(
+                t,
+                format!("{}.{key}", self.owner),
+                v.span.clone(),
+            )),
+            _ => {
+                self.wrong_type(key, "a table such as { type = \"...\" }", v);
+                None
+            }
+        }
+    }
+
+    /// Takes over the problems a nested reader found (call its [`Params::finish`] first).
+    pub fn absorb(&mut self, diags: Vec<Diagnostic>) {
+        self.diags.extend(diags);
+    }
+
     /// The raw value of a key, for settings with several accepted shapes.
     pub fn raw(&mut self, key: &'static str) -> Option<&'a Sp<TomlValue>> {
         self.lookup(key)

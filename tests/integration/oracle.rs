@@ -321,7 +321,8 @@ fn union_of_two_sources_with_position_time_and_a_jsonl_sink() {
         // Position time: every change is stamped with the first record position of its tick.
         assert!(changes.lines().all(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["time"].as_u64().unwrap() % 1000 == 0 && v["diff"].as_i64().unwrap().abs() == 1
+            v["time"].as_u64().unwrap().is_multiple_of(1000)
+                && v["diff"].as_i64().unwrap().abs() == 1
         }));
         outputs.push((snapshot, changes));
     }

@@ -1,0 +1,293 @@
+//! Event-time windows for `aggregate`: the per-worker state machine behind a windowed aggregate,
+//! in plain Rust (the runtime wraps it in a timely operator).
+//!
+//! Inputs are pre-combined partial states: for fixed windows keyed by `[window_start, group…]`,
+//! for sessions keyed by the group, with the partial's first and last event time in two hidden
+//! `min`/`max` accumulators. They are stashed by tick and applied in tick order once the frontier
+//! has passed the tick, so results never depend on arrival order. A window closes when the
+//! frontier reaches its end rounded up to a tick; its state is then dropped, which keeps memory
+//! bounded on an endless stream.
+
+use super::aggregate::{Acc, AggState, AggregatePlan, Emit, WindowKind, WindowPlan};
+use crate::record::{Diff, Row, Tick, Value};
+use hashbrown::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// One output change: (time, row, diff).
+pub type Change = (Tick, Row, Diff);
+
+struct Slot {
+    state: AggState,
+    emitted: Option<Row>,
+}
+
+struct Session {
+    first: i64,
+    last: i64,
+    state: AggState,
+    emitted: Option<Row>,
+}
+
+/// The open windows of one worker.
+pub struct WindowState {
+    plan: Arc<AggregatePlan>,
+    window: WindowPlan,
+    tick_ms: u64,
+    stash: BTreeMap<Tick, Vec<(Row, AggState)>>,
+    /// Fixed windows by end, then by `[start, group…]`.
+    fixed: BTreeMap<i64, HashMap<Row, Slot>>,
+    /// Open sessions per group, sorted by `first`.
+    sessions: HashMap<Row, Vec<Session>>,
+    /// (end, group) of every open session, to close them in end order.
+    session_ends: BTreeSet<(i64, Row)>,
+}
+
+impl WindowState {
+    /// Empty state for a windowed aggregate in a pipeline with ticks of `tick_ms`.
+    ///
+    /// # Panics
+    /// If `plan` has no window (the runtime only builds this for windowed aggregates).
+    pub fn new(plan: Arc<AggregatePlan>, tick_ms: u64) -> WindowState {
+        let window = plan.window.expect("a windowed aggregate");
+        WindowState {
+            plan,
+            window,
+            tick_ms: tick_ms.max(1),
+            stash: BTreeMap::new(),
+            fixed: BTreeMap::new(),
+            sessions: HashMap::new(),
+            session_ends: BTreeSet::new(),
+        }
+    }
+
+    /// The tick at which the watermark has passed `end`: `end` rounded up to a tick.
+    fn closes_at(&self, end: i64) -> Tick {
+        let end = end.max(0) as u64;
+        end.div_ceil(self.tick_ms) * self.tick_ms
+    }
+
+    /// Takes a partial state that arrived at `tick`.
+    pub fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
+        self.stash.entry(tick).or_default().push((key, partial));
+    }
+
+    /// The earliest time this state may still emit at, if any: the capability to hold.
+    pub fn min_needed(&self) -> Option<Tick> {
+        let stash = self.stash.keys().next().copied();
+        let fixed = self.fixed.keys().next().map(|&e| self.closes_at(e));
+        let session = self.session_ends.first().map(|(e, _)| self.closes_at(*e));
+        [stash, fixed, session].into_iter().flatten().min()
+    }
+
+    /// Applies every stashed tick before `bound` and closes every window the frontier `bound`
+    /// has passed (`None`: the input has ended), returning the output changes.
+    pub fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
+        let mut out = Vec::new();
+        let ready = match bound {
+            Some(b) => {
+                let later = self.stash.split_off(&b);
+                std::mem::replace(&mut self.stash, later)
+            }
+            None => std::mem::take(&mut self.stash),
+        };
+        for (tick, partials) in ready {
+            let mut dirty = Vec::new();
+            for (key, partial) in partials {
+                match self.window.kind {
+                    WindowKind::Fixed { size, .. } => {
+                        let start = key.first().and_then(Value::as_i64).unwrap_or(0);
+                        let slots = self.fixed.entry(start + size).or_default();
+                        match slots.get_mut(&key) {
+                            Some(slot) => slot.state.add(&partial),
+                            None => {
+                                slots.insert(
+                                    key.clone(),
+                                    Slot {
+                                        state: partial,
+                                        emitted: None,
+                                    },
+                                );
+                            }
+                        }
+                        dirty.push((start + size, key));
+                    }
+                    WindowKind::Session { gap } => {
+                        self.merge_session(tick, key.clone(), partial, gap, &mut out);
+                        dirty.push((0, key));
+                    }
+                }
+            }
+            if self.window.emit == Emit::Updates {
+                dirty.sort();
+                dirty.dedup();
+                for (end, key) in dirty {
+                    self.emit_changes(tick, end, &key, &mut out);
+                }
+            }
+        }
+        self.close(bound, &mut out);
+        out
+    }
+
+    fn merge_session(
+        &mut self,
+        tick: Tick,
+        group: Row,
+        partial: AggState,
+        gap: i64,
+        out: &mut Vec<Change>,
+    ) {
+        let (Some(first), Some(last)) = span_of(&partial) else {
+            return; // no event time in the partial: it belongs to no session
+        };
+        let sessions = self.sessions.entry(group.clone()).or_default();
+        let mut merged = Session {
+            first,
+            last,
+            state: partial,
+            emitted: None,
+        };
+        // Merging can widen the session into neighbours it did not reach before: repeat until
+        // no open session is less than `gap` away.
+        while let Some(i) = sessions
+            .iter()
+            .position(|s| s.first < merged.last + gap && merged.first < s.last + gap)
+        {
+            let s = sessions.remove(i);
+            self.session_ends.remove(&(s.last + gap, group.clone()));
+            merged.first = merged.first.min(s.first);
+            merged.last = merged.last.max(s.last);
+            merged.state.add(&s.state);
+            match (merged.emitted.is_none(), s.emitted) {
+                // Keep one emitted row to compare against; retract the others now.
+                (true, Some(row)) => merged.emitted = Some(row),
+                (false, Some(row)) => out.push((tick, row, -1)),
+                (_, None) => {}
+            }
+        }
+        self.session_ends.insert((merged.last + gap, group.clone()));
+        let at = sessions.partition_point(|s| s.first < merged.first);
+        sessions.insert(at, merged);
+    }
+
+    /// Writes the -old/+new change of one fixed window, or of every session of a group.
+    fn emit_changes(&mut self, tick: Tick, end: i64, key: &Row, out: &mut Vec<Change>) {
+        match self.window.kind {
+            WindowKind::Fixed { size, .. } => {
+                let plan = self.plan.clone();
+                if let Some(slot) = self.fixed.get_mut(&end).and_then(|s| s.get_mut(key)) {
+                    let row = fixed_row(&plan, key, size, &slot.state);
+                    change(tick, &mut slot.emitted, row, out);
+                }
+            }
+            WindowKind::Session { gap } => {
+                let plan = self.plan.clone();
+                for s in self.sessions.get_mut(key).into_iter().flatten() {
+                    let row = session_row(&plan, key, s.first, s.last + gap, &s.state);
+                    change(tick, &mut s.emitted, row, out);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, bound: Option<Tick>, out: &mut Vec<Change>) {
+        let passed = |at: Tick| bound.is_none_or(|b| at <= b);
+        let final_mode = self.window.emit == Emit::Final;
+        while let Some((&end, _)) = self.fixed.first_key_value() {
+            let at = self.closes_at(end);
+            if !passed(at) {
+                break;
+            }
+            let slots = self.fixed.remove(&end).expect("the first key exists");
+            if final_mode {
+                let WindowKind::Fixed { size, .. } = self.window.kind else {
+                    unreachable!("fixed state")
+                };
+                for (key, slot) in slots {
+                    if let Some(row) = fixed_row(&self.plan, &key, size, &slot.state) {
+                        out.push((at, row, 1));
+                    }
+                }
+            }
+        }
+        while let Some((end, group)) = self.session_ends.first().cloned() {
+            let at = self.closes_at(end);
+            if !passed(at) {
+                break;
+            }
+            self.session_ends.pop_first();
+            let WindowKind::Session { gap } = self.window.kind else {
+                unreachable!("session state")
+            };
+            let Some(sessions) = self.sessions.get_mut(&group) else {
+                continue;
+            };
+            if let Some(i) = sessions.iter().position(|s| s.last + gap == end) {
+                let s = sessions.remove(i);
+                if final_mode {
+                    if let Some(row) = session_row(&self.plan, &group, s.first, end, &s.state) {
+                        out.push((at, row, 1));
+                    }
+                }
+            }
+            if sessions.is_empty() {
+                self.sessions.remove(&group);
+            }
+        }
+    }
+}
+
+/// Records an output change from `emitted` to `row` (`None`: the window is empty).
+fn change(tick: Tick, emitted: &mut Option<Row>, row: Option<Row>, out: &mut Vec<Change>) {
+    if *emitted == row {
+        return;
+    }
+    if let Some(old) = emitted.take() {
+        out.push((tick, old, -1));
+    }
+    if let Some(new) = &row {
+        out.push((tick, new.clone(), 1));
+    }
+    *emitted = row;
+}
+
+fn fixed_row(plan: &AggregatePlan, key: &Row, size: i64, state: &AggState) -> Option<Row> {
+    if state.is_zero() {
+        return None;
+    }
+    let start = key.first().and_then(Value::as_i64).unwrap_or(0);
+    let mut prefix = Vec::with_capacity(key.len() + 1);
+    prefix.push(Value::Time(start));
+    prefix.push(Value::Time(start + size));
+    prefix.extend_from_slice(&key[1..]);
+    Some(plan.finalize(&prefix, state))
+}
+
+fn session_row(
+    plan: &AggregatePlan,
+    group: &Row,
+    first: i64,
+    end: i64,
+    state: &AggState,
+) -> Option<Row> {
+    if state.is_zero() {
+        return None;
+    }
+    let mut prefix = Vec::with_capacity(group.len() + 2);
+    prefix.push(Value::Time(first));
+    prefix.push(Value::Time(end));
+    prefix.extend_from_slice(group);
+    Some(plan.finalize(&prefix, state))
+}
+
+/// A session partial's first and last event time, from its two hidden trailing accumulators.
+fn span_of(state: &AggState) -> (Option<i64>, Option<i64>) {
+    match state.accs.as_slice() {
+        [.., Acc::Min(first), Acc::Max(last)] => (
+            first.as_ref().and_then(Value::as_i64),
+            last.as_ref().and_then(Value::as_i64),
+        ),
+        _ => (None, None),
+    }
+}
