@@ -16,7 +16,7 @@
 //! page as referrer. Event types: about 90% `view`, 7% `cart` (on the product page last viewed
 //! in the visit) and 3% `purchase` (on `/checkout`). Pages are 200 paths (`/home`, `/search`,
 //! `/cart`, `/checkout`, `/category/<name>`, `/product/<id>`, …) with Zipf popularity. Overall
-//! this gives about 25 events per second of event time and a few thousand users per hour.
+//! this gives about 23 events per second of event time and about 4,000 users per hour.
 //!
 //! Disorder: each event has its true time `ts`. One in five events is *delayed*: it is written
 //! to the file up to `max_disorder_ms` after its time, i.e. after later events. The file is
@@ -92,7 +92,7 @@ pub const CLICKSTREAM_HEADER: &str = "event_id,ts,user_id,page,event_type,referr
 pub const USERS: u32 = 6000;
 /// The most events of one visit.
 pub const MAX_VISIT_EVENTS: u32 = 60;
-/// Mean number of events of a visit after its first (geometric).
+/// Mean number of events of a visit after its first (an exponential draw, rounded down).
 const MEAN_EXTRA_EVENTS: f64 = 9.0;
 /// Gap between the events of a visit: at least this, plus an exponential part (ms).
 const MIN_CLICK_GAP_MS: f64 = 1_000.0;
@@ -304,6 +304,9 @@ struct User {
     /// Factor on this user's break lengths.
     activity: f64,
 }
+
+// The small helpers below (`zipf_cdf`, `pick`, `unit`, `below`, `DateCache`) repeat those of
+// the orders generator, so that this file also builds on its own.
 
 /// Cumulative probabilities of ranks 1..=n with weight 1/rank^s.
 fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {

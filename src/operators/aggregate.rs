@@ -605,6 +605,9 @@ impl AggregatePlan {
 /// record. Lookups borrow the key, so a record of an existing group allocates nothing.
 pub struct Combiner {
     plan: Arc<AggregatePlan>,
+    /// Tick length, when fixed windows with `emit = "final"` file their records at the tick
+    /// where the window closes (see [`Combiner::closing_ticks`]).
+    closing_tick_ms: Option<u64>,
     ticks: BTreeMap<Tick, HashMap<Row, AggState, foldhash::fast::FixedState>>,
     key: Row,
 }
@@ -613,13 +616,22 @@ impl Combiner {
     /// An empty combiner for `plan`.
     pub fn new(plan: Arc<AggregatePlan>) -> Combiner {
         Combiner {
+            closing_tick_ms: None,
             plan,
             ticks: BTreeMap::new(),
             key: Vec::new(),
         }
     }
 
-    /// Adds `diff` copies of `row` at `tick`.
+    /// For fixed windows with `emit = "final"`, files every record at the tick where its window
+    /// closes (its end rounded up to a tick of `tick_ms`) instead of its own tick. A final
+    /// window's result does not depend on when within the window a record arrived, so this
+    /// combines a whole window per worker into one partial state.
+    pub fn closing_ticks(mut self, tick_ms: u64) -> Combiner {
+        self.closing_tick_ms = Some(tick_ms.max(1));
+        self
+    }
+
     /// Adds `diff` copies of `row` at `tick`; for fixed windows, once per window the row falls
     /// in, under a key that starts with the window's start.
     pub fn add(&mut self, tick: Tick, row: &[Value], diff: Diff) {
@@ -627,14 +639,19 @@ impl Combiner {
             Some(WindowPlan {
                 kind: WindowKind::Fixed { size, slide },
                 time,
-                ..
+                emit,
             }) => {
                 let Some(t) = row.get(time).and_then(Value::as_i64) else {
                     return; // no event time: belongs to no window
                 };
+                let closing = self.closing_tick_ms.filter(|_| emit == Emit::Final);
                 let mut start = t - t.rem_euclid(slide);
                 while start > t - size {
-                    self.add_keyed(tick, Some(start), row, diff);
+                    let at = match closing {
+                        Some(tick_ms) => ((start + size).max(0) as u64).div_ceil(tick_ms) * tick_ms,
+                        None => tick,
+                    };
+                    self.add_keyed(at, Some(start), row, diff);
                     start -= slide;
                 }
             }

@@ -192,7 +192,9 @@ impl WindowState {
     }
 
     fn close(&mut self, bound: Option<Tick>, out: &mut Vec<Change>) {
-        let passed = |at: Tick| bound.is_none_or(|b| at <= b);
+        // Strictly past: partials filed at a window's closing tick (see
+        // `Combiner::closing_ticks`) are applied once the frontier is beyond that tick.
+        let passed = |at: Tick| bound.is_none_or(|b| at < b);
         let final_mode = self.window.emit == Emit::Final;
         while let Some((&end, _)) = self.fixed.first_key_value() {
             let at = self.closes_at(end);

@@ -21,6 +21,14 @@ pub enum TimeDomain {
 }
 
 impl TimeDomain {
+    /// The length of a tick: milliseconds of event time, or records.
+    pub fn tick_len(&self) -> u64 {
+        match *self {
+            TimeDomain::Event { tick_ms } => tick_ms,
+            TimeDomain::Position { tick_records } => tick_records,
+        }
+    }
+
     /// Writes a tick as the `time` column shows it: ISO-8601 for event time, the position otherwise.
     pub fn write_tick(&self, tick: u64, out: &mut String) {
         match self {

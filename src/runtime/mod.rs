@@ -165,11 +165,7 @@ fn finish_aggregate<'s>(
     time: crate::plan::TimeDomain,
 ) -> Coll<'s> {
     if plan.window.is_some() {
-        let tick_ms = match time {
-            crate::plan::TimeDomain::Event { tick_ms } => tick_ms,
-            crate::plan::TimeDomain::Position { tick_records } => tick_records,
-        };
-        return window::render(partials, plan, tick_ms);
+        return window::render(partials, plan, time.tick_len());
     }
     partials
         .count_total()
@@ -177,13 +173,17 @@ fn finish_aggregate<'s>(
 }
 
 /// Pre-combines a row collection per worker and batch for an aggregate that is not fused.
-fn combine<'s>(rows: Coll<'s>, plan: Arc<AggregatePlan>) -> VecCollection<'s, Tick, Row, AggState> {
+fn combine<'s>(
+    rows: Coll<'s>,
+    plan: Arc<AggregatePlan>,
+    tick_len: u64,
+) -> VecCollection<'s, Tick, Row, AggState> {
     rows.inner
         .unary::<CapacityContainerBuilder<Vec<(Row, Tick, AggState)>>, _, _, _>(
             Pipeline,
             "Combine",
             move |_cap, _info| {
-                let mut combiner = Combiner::new(plan);
+                let mut combiner = Combiner::new(plan).closing_ticks(tick_len);
                 move |input, output| {
                     input.for_each(|cap, data| {
                         for (row, t, d) in data.drain(..) {
@@ -384,9 +384,12 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                         };
                         colls[fusion.produces] = Some(match &fusion.aggregate {
                             Some(p) => {
-                                let partials =
-                                    source::render(scope, task, CombineEmitter::new(p.clone()))
-                                        .as_collection();
+                                let partials = source::render(
+                                    scope,
+                                    task,
+                                    CombineEmitter::new(p.clone(), plan.time.tick_len()),
+                                )
+                                .as_collection();
                                 finish_aggregate(partials, p.clone(), plan.time)
                             }
                             None => {
@@ -410,9 +413,11 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 })
                             }
                             TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
-                            TransformOp::Aggregate(p) => {
-                                finish_aggregate(combine(first, p.clone()), p.clone(), plan.time)
-                            }
+                            TransformOp::Aggregate(p) => finish_aggregate(
+                                combine(first, p.clone(), plan.time.tick_len()),
+                                p.clone(),
+                                plan.time,
+                            ),
                         });
                     }
                     NodeKind::Sink(_) => {

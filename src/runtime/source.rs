@@ -120,8 +120,8 @@ pub struct CombineEmitter(pub Combiner);
 
 impl CombineEmitter {
     /// A combiner for `plan`.
-    pub fn new(plan: Arc<AggregatePlan>) -> CombineEmitter {
-        CombineEmitter(Combiner::new(plan))
+    pub fn new(plan: Arc<AggregatePlan>, tick_len: u64) -> CombineEmitter {
+        CombineEmitter(Combiner::new(plan).closing_ticks(tick_len))
     }
 }
 
