@@ -69,6 +69,8 @@ enum Command {
 enum Dataset {
     /// E-commerce orders (CSV): order_id, ts, customer_id, category, product, quantity, unit_price, amount, status.
     Orders,
+    /// Website clicks (CSV): event_id, ts, user_id, page, event_type, referrer.
+    Clickstream,
 }
 
 /// Parses arguments and runs the command; returns the process exit code
@@ -126,30 +128,47 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Generate {
-            dataset: Dataset::Orders,
+            dataset,
             events,
             seed,
             malformed_share,
             out,
         } => {
-            let cfg = crate::generate::OrdersConfig {
-                events,
-                seed,
-                malformed_share,
-                ..Default::default()
-            };
             let result = (|| -> std::io::Result<()> {
                 if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)?;
                 }
                 let mut w =
                     std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-                crate::generate::write_orders_csv(&cfg, &mut w)?;
+                match dataset {
+                    Dataset::Orders => {
+                        let cfg = crate::generate::OrdersConfig {
+                            events,
+                            seed,
+                            malformed_share,
+                            ..Default::default()
+                        };
+                        crate::generate::write_orders_csv(&cfg, &mut w)?;
+                    }
+                    Dataset::Clickstream => {
+                        let cfg = crate::generate::clickstream::ClickstreamConfig {
+                            events,
+                            seed,
+                            malformed_share,
+                            ..Default::default()
+                        };
+                        crate::generate::clickstream::write_clickstream_csv(&cfg, &mut w)?;
+                    }
+                }
                 std::io::Write::flush(&mut w)
             })();
             match result {
                 Ok(()) => {
-                    eprintln!("wrote {events} orders to {}", out.display());
+                    eprintln!(
+                        "wrote {events} {} events to {}",
+                        format!("{dataset:?}").to_lowercase(),
+                        out.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -16,6 +16,8 @@
 //! Speed: lines are formatted with `itoa` and a cached date prefix into one reused buffer that
 //! is written out in 64 KiB pieces; 10M rows take a few seconds.
 
+pub mod clickstream;
+
 use crate::record::{time, Schema, Type};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -370,7 +370,8 @@ impl TransformConfig for AggregateConfig {
         reads.dedup();
         Ok(PlannedTransform {
             schema: Schema { fields },
-            retracting: true,
+            // A final window is written once and never retracted.
+            retracting: window.is_none_or(|w| w.emit == Emit::Updates),
             event_time: None,
             describe,
             reads: FieldUse::Only(reads),

@@ -45,3 +45,17 @@ fn orders_revenue_matches_golden_at_1_2_4_workers() {
 fn large_orders_matches_golden_at_1_2_4_workers() {
     check_golden("large_orders", &["large_orders.csv", "dead_letters.jsonl"]);
 }
+
+#[test]
+fn clickstream_windows_matches_golden_at_1_2_4_workers() {
+    check_golden(
+        "clickstream_windows",
+        &[
+            "page_views.csv",
+            "page_views_updates.csv",
+            "active_users.csv",
+            "sessions.csv",
+            "dead_letters.jsonl",
+        ],
+    );
+}
