@@ -7,4 +7,5 @@ mod integration {
     pub mod golden;
     pub mod oracle;
     pub mod support;
+    pub mod windows;
 }

@@ -658,9 +658,9 @@ fn records_beyond_max_lateness_are_dead_lettered_and_in_no_window() {
         let index = i as u64 + 1; // 1-based data record
         let mut fields: Vec<String> = line.split(',').map(String::from).collect();
         let ts = parse_ts(&fields[ts_col]);
-        let new_ts = if index % 997 == 0 {
+        let new_ts = if index.is_multiple_of(997) {
             ts - 5 * MINUTE
-        } else if index % 1499 == 0 {
+        } else if index.is_multiple_of(1499) {
             ts - 120 * MINUTE
         } else if index == 5000 {
             boundary_line = index + 1;
