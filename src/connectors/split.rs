@@ -257,6 +257,9 @@ impl<'a> Splitter<'a> {
     }
 }
 
+/// How far past a chunk's target end the splitter looks for the next quote.
+const QUOTE_LOOKAHEAD: usize = 64 * 1024;
+
 impl Iterator for Splitter<'_> {
     type Item = Chunk;
 
@@ -276,8 +279,15 @@ impl Iterator for Splitter<'_> {
             // Fast path: up to the next quote (or the end), every newline is a record end.
             let limit = if self.quote_aware {
                 if self.next_quote < self.pos {
+                    // Look for the next quote only a little past this chunk's goal: a file
+                    // without quotes would otherwise be scanned (and paged in) to its end here.
+                    // Stopping the fast path at the window's edge is harmless: the record
+                    // there is then scanned quote-aware, which handles any record.
+                    let window = data
+                        .len()
+                        .min(goal.max(self.pos).saturating_add(QUOTE_LOOKAHEAD));
                     self.next_quote =
-                        memchr(b'"', &data[self.pos..]).map_or(data.len(), |q| self.pos + q);
+                        memchr(b'"', &data[self.pos..window]).map_or(window, |q| self.pos + q);
                 }
                 self.next_quote
             } else {
