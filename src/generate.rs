@@ -305,7 +305,7 @@ impl Catalogue {
 }
 
 /// Cumulative probabilities of ranks 1..=n with weight 1/rank^s.
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+pub(crate) fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
     let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
     let total: f64 = weights.iter().sum();
     let mut acc = 0.0;
@@ -323,17 +323,17 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
 }
 
 /// The index a uniform draw `u` in [0, 1) falls on in a cumulative table.
-fn pick(cdf: &[f64], u: f64) -> usize {
+pub(crate) fn pick(cdf: &[f64], u: f64) -> usize {
     cdf.partition_point(|&c| c <= u).min(cdf.len() - 1)
 }
 
 /// A uniform float in [0, 1) from the top 53 bits of one draw.
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A uniform integer in `0..n` (multiply-shift; the bias is below 2^-32 for our small `n`).
-fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
+pub(crate) fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
     ((u128::from(rng.next_u64()) * u128::from(n)) >> 64) as u64
 }
 
@@ -499,14 +499,14 @@ fn push_cents(buf: &mut Vec<u8>, ints: &mut itoa::Buffer, cents: u64) {
 /// Formats `YYYY-MM-DDTHH:MM:SS.mmmZ`, caching the date part (timestamps mostly stay on one
 /// day).
 #[derive(Default)]
-struct DateCache {
+pub(crate) struct DateCache {
     day: Option<i64>,
     /// `YYYY-MM-DDT` of `day`, or empty if the year has no four-digit form.
     prefix: Vec<u8>,
 }
 
 impl DateCache {
-    fn push_iso8601(&mut self, buf: &mut Vec<u8>, ms: i64) {
+    pub(crate) fn push_iso8601(&mut self, buf: &mut Vec<u8>, ms: i64) {
         let day = ms.div_euclid(86_400_000);
         if self.day != Some(day) {
             self.day = Some(day);

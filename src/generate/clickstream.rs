@@ -34,8 +34,9 @@
 //! Speed: lines are formatted with `itoa` and a cached date prefix into one reused buffer that
 //! is written out in 64 KiB pieces; users wait in a binary heap ordered by their next event.
 
-use crate::record::{time, Schema, Type};
-use rand::{Rng, SeedableRng};
+use super::{below, pick, unit, zipf_cdf, DateCache};
+use crate::record::{Schema, Type};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -308,39 +309,6 @@ struct User {
 // The small helpers below (`zipf_cdf`, `pick`, `unit`, `below`, `DateCache`) repeat those of
 // the orders generator, so that this file also builds on its own.
 
-/// Cumulative probabilities of ranks 1..=n with weight 1/rank^s.
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
-    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    let mut cdf: Vec<f64> = weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect();
-    if let Some(last) = cdf.last_mut() {
-        *last = 1.0;
-    }
-    cdf
-}
-
-/// The index a uniform draw `u` in [0, 1) falls on in a cumulative table.
-fn pick(cdf: &[f64], u: f64) -> usize {
-    cdf.partition_point(|&c| c <= u).min(cdf.len() - 1)
-}
-
-/// A uniform float in [0, 1) from the top 53 bits of one draw.
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// A uniform integer in `0..n` (multiply-shift; the bias is below 2^-32 for our small `n`).
-fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
-    ((u128::from(rng.next_u64()) * u128::from(n)) >> 64) as u64
-}
-
 /// A log-uniform float between `lo` and `hi`.
 fn log_uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
     (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
@@ -581,80 +549,6 @@ pub fn clickstream_csv_bytes(cfg: &ClickstreamConfig) -> Vec<u8> {
     let mut out = Vec::with_capacity(cfg.events as usize * 64 + 64);
     write_clickstream_csv(cfg, &mut out).expect("writing to a Vec cannot fail");
     out
-}
-
-/// Formats `YYYY-MM-DDTHH:MM:SS.mmmZ`, caching the date part (timestamps mostly stay on one
-/// day).
-#[derive(Default)]
-struct DateCache {
-    day: Option<i64>,
-    /// `YYYY-MM-DDT` of `day`, or empty if the year has no four-digit form.
-    prefix: Vec<u8>,
-}
-
-impl DateCache {
-    fn push_iso8601(&mut self, buf: &mut Vec<u8>, ms: i64) {
-        let day = ms.div_euclid(86_400_000);
-        if self.day != Some(day) {
-            self.day = Some(day);
-            self.prefix.clear();
-            let (y, m, d) = civil_from_days(day);
-            if (0..=9999).contains(&y) {
-                let y = y as u32;
-                self.prefix.extend_from_slice(&[
-                    b'0' + (y / 1000) as u8,
-                    b'0' + (y / 100 % 10) as u8,
-                    b'0' + (y / 10 % 10) as u8,
-                    b'0' + (y % 10) as u8,
-                    b'-',
-                ]);
-                push2(&mut self.prefix, m);
-                self.prefix.push(b'-');
-                push2(&mut self.prefix, d);
-                self.prefix.push(b'T');
-            }
-        }
-        if self.prefix.is_empty() {
-            let mut s = String::new();
-            time::write_iso8601(ms, &mut s);
-            buf.extend_from_slice(s.as_bytes());
-            return;
-        }
-        let in_day = ms.rem_euclid(86_400_000) as u32;
-        buf.extend_from_slice(&self.prefix);
-        push2(buf, in_day / 3_600_000);
-        buf.push(b':');
-        push2(buf, in_day / 60_000 % 60);
-        buf.push(b':');
-        push2(buf, in_day / 1000 % 60);
-        let millis = in_day % 1000;
-        buf.extend_from_slice(&[
-            b'.',
-            b'0' + (millis / 100) as u8,
-            b'0' + (millis / 10 % 10) as u8,
-            b'0' + (millis % 10) as u8,
-            b'Z',
-        ]);
-    }
-}
-
-fn push2(buf: &mut Vec<u8>, v: u32) {
-    buf.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
-}
-
-/// The proleptic Gregorian (year, month, day) of a day number since 1970-01-01
-/// (the "civil from days" calculation).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -904,7 +798,7 @@ mod tests {
         ] {
             let mut buf = Vec::new();
             cache.push_iso8601(&mut buf, ms);
-            assert_eq!(String::from_utf8(buf).unwrap(), time::iso8601(ms), "{ms}");
+            assert_eq!(String::from_utf8(buf).unwrap(), crate::record::time::iso8601(ms), "{ms}");
         }
     }
 
