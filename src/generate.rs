@@ -511,7 +511,8 @@ impl DateCache {
         if self.day != Some(day) {
             self.day = Some(day);
             self.prefix.clear();
-            let (y, m, d) = civil_from_days(day);
+            let (y, m, d) = crate::record::time::civil_from_days(day);
+            let (m, d) = (m as u32, d as u32);
             if (0..=9999).contains(&y) {
                 let y = y as u32;
                 self.prefix.extend_from_slice(&[
@@ -555,20 +556,6 @@ fn push2(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
 }
 
-/// The proleptic Gregorian (year, month, day) of a day number since 1970-01-01
-/// (the "civil from days" calculation).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
 
 #[cfg(test)]
 mod tests {

@@ -192,7 +192,7 @@ pub fn write_iso8601(ms: i64, out: &mut String) {
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (the inverse of `days_from_civil`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
