@@ -556,7 +556,6 @@ fn push2(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -798,7 +798,11 @@ mod tests {
         ] {
             let mut buf = Vec::new();
             cache.push_iso8601(&mut buf, ms);
-            assert_eq!(String::from_utf8(buf).unwrap(), crate::record::time::iso8601(ms), "{ms}");
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                crate::record::time::iso8601(ms),
+                "{ms}"
+            );
         }
     }
 

@@ -81,6 +81,9 @@ pub struct RunSummary {
     pub wall_seconds: f64,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
+    /// Peak resident memory of the process (bytes, from `/proc/self/status` VmHWM; 0 where
+    /// unavailable). Includes file pages of inputs that were mapped and not yet released.
+    pub peak_memory_bytes: u64,
     /// Where the dead letters are.
     pub dead_letters_file: String,
 }
@@ -99,12 +102,13 @@ impl RunSummary {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "pipeline `{}`: {} records read in {:.2} s ({:.0} events/s, {} workers)",
+            "pipeline `{}`: {} records read in {:.2} s ({:.0} events/s, {} workers, peak memory {} MB)",
             self.pipeline,
             self.records_read,
             self.wall_seconds,
             self.events_per_second,
-            self.workers
+            self.workers,
+            self.peak_memory_bytes / (1 << 20)
         );
         for s in &self.sources {
             let dead: Vec<String> = s
@@ -136,4 +140,16 @@ impl RunSummary {
         }
         out
     }
+}
+
+/// The process's peak resident set size in bytes (Linux `VmHWM`), or 0 if unknown.
+pub fn peak_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
 }

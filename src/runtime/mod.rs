@@ -510,6 +510,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         wall_seconds: wall,
         events_per_second: if wall > 0.0 { read as f64 / wall } else { 0.0 },
         dead_letters_file: "dead_letters.jsonl".into(),
+        peak_memory_bytes: metrics::peak_memory_bytes(),
     };
     let summary_path = opts.out_dir.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");
