@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `check`, `graph`, `generate`, `operators`. No engine logic lives here.
+//! Command-line interface: `run`, `check`, `graph`, `generate`, `bench`, `operators`. No engine logic lives here.
 
 use crate::diag::{render, Diagnostic, SourceFile};
 use crate::plan::Plan;
@@ -60,6 +60,25 @@ enum Command {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Benchmark a pipeline: repeated runs (each a child process) per worker count, with a
+    /// table of events/s and peak memory, `bench.csv` and `bench.svg`.
+    Bench {
+        /// Pipeline file (TOML).
+        file: PathBuf,
+        /// Generate this many input events (orders or clickstream, from the source schema)
+        /// instead of reading the pipeline's own inputs.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Worker counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        workers: Vec<usize>,
+        /// Runs per worker count.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Output folder for bench.csv and bench.svg [default: out/bench/<pipeline name>].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
     },
     /// List the source, transform and sink types.
     Operators,
@@ -173,6 +192,46 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: cannot write `{}`: {e}", out.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Bench {
+            file,
+            events,
+            workers,
+            repeat,
+            out,
+        } => {
+            if let Err(code) = load(&file) {
+                return code;
+            }
+            let exe = match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(e) => {
+                    eprintln!("error: cannot find the eventflow binary: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = crate::bench::BenchOptions {
+                events,
+                workers,
+                repeat,
+                out_dir: out,
+                ..crate::bench::BenchOptions::new(file, exe)
+            };
+            match crate::bench::run_bench(&opts) {
+                Ok(report) => {
+                    print!("{}", report.render_table());
+                    eprintln!(
+                        "wrote {} and {}",
+                        report.csv_path.display(),
+                        report.svg_path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
                     ExitCode::from(2)
                 }
             }

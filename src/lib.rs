@@ -29,6 +29,8 @@
 
 #![warn(missing_docs)]
 
+/// `eventflow bench`: repeated child-process runs per worker count, with a table, CSV and SVG chart.
+pub mod bench;
 pub mod connectors;
 pub mod diag;
 

@@ -2,6 +2,7 @@
 
 mod integration {
     pub mod bad_input;
+    pub mod bench;
     pub mod cli;
     pub mod errors;
     pub mod golden;

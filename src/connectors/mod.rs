@@ -68,6 +68,21 @@ pub struct SourceConfig {
     pub event_time: Option<usize>,
     /// Maximum out-of-orderness of event time, in milliseconds.
     pub max_lateness_ms: u64,
+    /// What to do with a malformed record.
+    pub on_error: OnError,
+    /// Fail the run when more than this share of records is malformed.
+    pub max_error_rate: Option<f64>,
+}
+
+/// What a source does with a record it cannot parse (late records are always dead-lettered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Write it to the dead-letter file with its position, raw text and reason (the default).
+    DeadLetter,
+    /// Count it as skipped, keep nothing else.
+    Skip,
+    /// Stop the run (exit status 2) with a message naming the source, line and field.
+    Fail,
 }
 
 /// Whether a sink writes every change or the final result.
@@ -122,6 +137,15 @@ pub fn configure_source(
     let schema = read_schema(params);
     let event_time = params.str("event_time");
     let lateness = params.duration_ms("max_lateness");
+    let on_error = match params
+        .choice("on_error", &["dead_letter", "skip", "fail"])
+        .map(|c| c.value)
+    {
+        Some("skip") => OnError::Skip,
+        Some("fail") => OnError::Fail,
+        _ => OnError::DeadLetter,
+    };
+    let max_error_rate = params.f64_in("max_error_rate", 0.0..=1.0);
     let format = match kind {
         "csv" => {
             let d = match &delimiter {
@@ -188,6 +212,8 @@ pub fn configure_source(
         schema,
         event_time: et_index,
         max_lateness_ms: lateness.map(|l| l.value).unwrap_or(0),
+        on_error,
+        max_error_rate: max_error_rate.map(|r| r.value),
     })
 }
 

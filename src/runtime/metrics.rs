@@ -15,6 +15,8 @@ pub struct SourceMetrics {
     pub filtered: AtomicU64,
     /// Records dead-lettered (malformed, bad value, late).
     pub dead: AtomicU64,
+    /// Malformed records dropped under `on_error = "skip"`.
+    pub skipped: AtomicU64,
     /// Bytes of input handled by workers.
     pub bytes: AtomicU64,
 }
@@ -41,6 +43,8 @@ pub struct SourceSummary {
     pub filtered: u64,
     /// Records dead-lettered, by reason.
     pub dead_lettered: BTreeMap<String, u64>,
+    /// Malformed records dropped under `on_error = "skip"`.
+    pub skipped: u64,
 }
 
 /// Per-sink lines of the summary.
@@ -71,6 +75,8 @@ pub struct RunSummary {
     pub records_filtered: u64,
     /// Records dead-lettered.
     pub records_dead_lettered: u64,
+    /// Malformed records skipped (`on_error = "skip"`).
+    pub records_skipped: u64,
     /// Dead letters by reason, over all sources.
     pub dead_letters_by_reason: BTreeMap<String, u64>,
     /// Per source.
@@ -89,11 +95,11 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Whether every record is accounted for: read = emitted + filtered + dead-lettered.
+    /// Whether every record is accounted for: read = emitted + filtered + dead-lettered + skipped.
     pub fn balanced(&self) -> bool {
-        self.sources
-            .iter()
-            .all(|s| s.read == s.emitted + s.filtered + s.dead_lettered.values().sum::<u64>())
+        self.sources.iter().all(|s| {
+            s.read == s.emitted + s.filtered + s.dead_lettered.values().sum::<u64>() + s.skipped
+        })
     }
 
     /// A short human-readable report.
@@ -118,7 +124,7 @@ impl RunSummary {
                 .collect();
             let _ = writeln!(
                 out,
-                "  source {}: read {}, emitted {}, filtered {}, dead-lettered {}{}",
+                "  source {}: read {}, emitted {}, filtered {}, dead-lettered {}{}{}",
                 s.name,
                 s.read,
                 s.emitted,
@@ -128,6 +134,11 @@ impl RunSummary {
                     String::new()
                 } else {
                     format!(" ({})", dead.join(", "))
+                },
+                if s.skipped > 0 {
+                    format!(", skipped {}", s.skipped)
+                } else {
+                    String::new()
                 }
             );
         }

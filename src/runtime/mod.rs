@@ -87,6 +87,28 @@ pub enum RunError {
         /// Source name.
         source_name: String,
     },
+    /// A source with `on_error = "fail"` met a malformed record.
+    #[error("source `{source_name}` line {line}: {detail} (on_error = \"fail\" stops the run; outputs are incomplete)")]
+    BadRecord {
+        /// Source name.
+        source_name: String,
+        /// 1-based line number.
+        line: u64,
+        /// What was wrong, naming the field.
+        detail: String,
+    },
+    /// A source's share of malformed records passed its `max_error_rate`.
+    #[error("source `{source_name}`: {bad} of {read} records were malformed ({:.2}%), more than max_error_rate {:.2}%; see dead_letters.jsonl", 100.0 * *bad as f64 / (*read).max(1) as f64, 100.0 * limit)]
+    ErrorRate {
+        /// Source name.
+        source_name: String,
+        /// Malformed records.
+        bad: u64,
+        /// Records read.
+        read: u64,
+        /// The configured limit.
+        limit: f64,
+    },
     /// A worker failed (a bug in eventflow).
     #[error("worker failed: {0}")]
     Worker(String),
@@ -344,6 +366,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         std::thread::spawn(move || report_progress(totals, done, started))
     });
 
+    let stop = Arc::new(AtomicBool::new(false));
+    let failure: Arc<Mutex<Option<(String, u64, String)>>> = Arc::default();
+    let (worker_stop, worker_failure) = (stop.clone(), failure.clone());
     let worker_plan = plan.clone();
     let worker_shared = shared.clone();
     let worker_dead = dead.clone();
@@ -381,6 +406,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                             chain: fusion.chain.clone(),
                             metrics: shared.metrics[&i].clone(),
                             dead: worker_dead.clone(),
+                            on_error: cfg.on_error,
+                            stop: worker_stop.clone(),
+                            failure: worker_failure.clone(),
                         };
                         colls[fusion.produces] = Some(match &fusion.aggregate {
                             Some(p) => {
@@ -489,6 +517,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             emitted: SourceMetrics::get(&m.emitted),
             filtered: SourceMetrics::get(&m.filtered),
             dead_lettered,
+            skipped: SourceMetrics::get(&m.skipped),
         });
     }
     let wall = started.elapsed().as_secs_f64();
@@ -504,6 +533,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         records_emitted: sources.iter().map(|s| s.emitted).sum(),
         records_filtered: sources.iter().map(|s| s.filtered).sum(),
         records_dead_lettered: by_reason.values().sum(),
+        records_skipped: sources.iter().map(|s| s.skipped).sum(),
         dead_letters_by_reason: by_reason,
         sources,
         sinks,
@@ -516,6 +546,42 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");
     std::fs::write(&summary_path, json + "\n")
         .map_err(io_err("cannot write summary", &summary_path))?;
+    let failed = failure
+        .lock()
+        .expect("failure lock is never poisoned")
+        .take();
+    if let Some((source_name, line, detail)) = failed {
+        return Err(RunError::BadRecord {
+            source_name,
+            line,
+            detail,
+        });
+    }
+    for (s, node) in summary.sources.iter().zip(
+        plan.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Source(_))),
+    ) {
+        let NodeKind::Source(cfg) = &node.kind else {
+            continue;
+        };
+        let bad = s.skipped
+            + s.dead_lettered
+                .iter()
+                .filter(|(r, _)| *r != "late")
+                .map(|(_, n)| n)
+                .sum::<u64>();
+        if let Some(limit) = cfg.max_error_rate {
+            if bad as f64 > limit * s.read as f64 {
+                return Err(RunError::ErrorRate {
+                    source_name: s.name.clone(),
+                    bad,
+                    read: s.read,
+                    limit,
+                });
+            }
+        }
+    }
     Ok(summary)
 }
 

@@ -82,6 +82,12 @@ pub struct SourceTask {
     pub metrics: Arc<SourceMetrics>,
     /// Where rejected records go.
     pub dead: Arc<DeadLetters>,
+    /// What to do with malformed records.
+    pub on_error: crate::connectors::OnError,
+    /// Set when the run must stop early (`on_error = "fail"`): sources stop reading.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The first malformed record under `on_error = "fail"`: (source, line, detail).
+    pub failure: Arc<Mutex<Option<(String, u64, String)>>>,
 }
 
 /// Where a source operator puts accepted rows: straight into its output, or into a pre-aggregating
@@ -165,6 +171,11 @@ pub fn render<'s, E: Emitter>(
                 while handled < CHUNKS_PER_ACTIVATION {
                     let chunk = match waiting.take() {
                         Some(ch) => ch,
+                        None if task.stop.load(Ordering::Relaxed) => {
+                            // The run is failing: read no further, end this source.
+                            disconnected = true;
+                            break;
+                        }
                         None => match task.chunks.try_recv() {
                             Ok(ch) => ch,
                             Err(TryRecvError::Empty) => break,
@@ -236,10 +247,24 @@ fn process_chunk<E: Emitter>(
     let dead = batch.dead.len() as u64;
     m.read
         .fetch_add(batch.len() as u64 + dead, Ordering::Relaxed);
-    m.dead.fetch_add(dead, Ordering::Relaxed);
     m.bytes.fetch_add(chunk.bytes, Ordering::Relaxed);
     if dead > 0 {
-        task.dead.extend(&task.name, batch.dead.drain(..));
+        use crate::connectors::OnError;
+        if task.on_error == OnError::Fail {
+            let first = &batch.dead[0];
+            let mut failure = task.failure.lock().expect("failure lock is never poisoned");
+            if failure.as_ref().is_none_or(|f| f.1 > first.line) {
+                *failure = Some((task.name.clone(), first.line, first.detail.clone()));
+            }
+            task.stop.store(true, Ordering::Relaxed);
+        }
+        if task.on_error == OnError::Skip {
+            m.skipped.fetch_add(dead, Ordering::Relaxed);
+            batch.dead.clear();
+        } else {
+            m.dead.fetch_add(dead, Ordering::Relaxed);
+            task.dead.extend(&task.name, batch.dead.drain(..));
+        }
     }
     let arity = batch.arity;
     let (mut emitted, mut filtered, mut rejected) = (0u64, 0u64, 0u64);

@@ -123,6 +123,38 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// An optional number (integer or float) within `range`.
+    pub fn f64_in(
+        &mut self,
+        key: &'static str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Option<Sp<f64>> {
+        let v = self.lookup(key)?;
+        let x = match &v.value {
+            TomlValue::Int(i) => *i as f64,
+            TomlValue::Float(f) => *f,
+            _ => {
+                self.wrong_type(key, "a number", v);
+                return None;
+            }
+        };
+        if !range.contains(&x) {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0105",
+                    format!(
+                        "`{key}` must be between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+                .at(v.span.clone(), "out of range"),
+            );
+            return None;
+        }
+        Some(Sp::new(x, v.span.clone()))
+    }
+
     /// An optional duration written as text (`"5s"`, `"250ms"`) or integer milliseconds.
     pub fn duration_ms(&mut self, key: &'static str) -> Option<Sp<u64>> {
         let v = self.lookup(key)?;

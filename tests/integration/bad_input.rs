@@ -72,3 +72,68 @@ fn garbage_and_empty_inputs_complete() {
         assert_eq!(summary.records_dead_lettered, records, "{name}");
     }
 }
+
+/// `on_error` and `max_error_rate`, each with the exit status and message a user sees.
+#[test]
+fn error_policies_skip_fail_and_max_error_rate() {
+    use super::support::bin;
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate_orders(dir.path(), 5_000, 3, 0.02);
+    let base = read(&orders_revenue_pipeline(dir.path(), &data));
+    let with = |name: &str, extra: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = base.replacen(
+            "event_time = \"ts\"",
+            &format!("event_time = \"ts\"\n{extra}"),
+            1,
+        );
+        std::fs::write(&path, text).unwrap();
+        let out = dir.path().join(name);
+        let run = std::process::Command::new(bin())
+            .args(["run", "--workers", "2", "--out"])
+            .arg(&out)
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            run.status.code(),
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+            out,
+        )
+    };
+
+    let (code, _, out) = with("dead_letter", "");
+    assert_eq!(code, Some(0));
+    let dead = read(&out.join("dead_letters.jsonl")).lines().count() as u64;
+    assert!(dead > 50, "about 2% of 5000 are malformed, got {dead}");
+
+    let (code, stderr, out) = with("skip", "on_error = \"skip\"");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        read(&out.join("dead_letters.jsonl")),
+        "",
+        "skipped records are not kept"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert_eq!(summary["records_skipped"].as_u64(), Some(dead));
+    assert!(stderr.contains(&format!("skipped {dead}")), "{stderr}");
+
+    let (code, stderr, _) = with("fail", "on_error = \"fail\"");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("source `orders` line "), "{stderr}");
+    assert!(
+        stderr.contains("field `") || stderr.contains("expected 9 columns"),
+        "{stderr}"
+    );
+
+    let (code, stderr, _) = with("rate_exceeded", "max_error_rate = 0.01");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("more than max_error_rate 1.00%"),
+        "{stderr}"
+    );
+
+    let (code, stderr, _) = with("rate_ok", "max_error_rate = 0.05");
+    assert_eq!(code, Some(0), "{stderr}");
+}
