@@ -6,11 +6,11 @@
 //! `summary.json` ([`RunSummary`](crate::runtime::RunSummary)): `wall_seconds` excludes process
 //! start-up and pipeline planning.
 //!
-//! With [`BenchOptions::events`], the input is generated (orders or clickstream, detected from
+//! With [`BenchOptions::events`](crate::bench::BenchOptions::events), the input is generated (orders or clickstream, detected from
 //! each source's schema) into a cache folder and a copy of the pipeline whose source paths point
 //! at it is run instead of the original.
 //!
-//! Outputs: a table per worker count ([`BenchReport::render_table`]), `bench.csv` with one row
+//! Outputs: a table per worker count ([`BenchReport::render_table`](crate::bench::BenchReport::render_table)), `bench.csv` with one row
 //! per run and `bench.svg`, a bar chart of the median events/s per worker count with min–max
 //! whiskers.
 
@@ -37,7 +37,7 @@ pub struct BenchOptions {
     pub workers: Vec<usize>,
     /// Runs per worker count.
     pub repeat: usize,
-    /// Where `bench.csv` and `bench.svg` go [default: `out/bench/<pipeline name>`].
+    /// Where `bench.csv` and `bench.svg` go (default: `out/bench/<pipeline name>`).
     pub out_dir: Option<PathBuf>,
     /// Cache folder for generated inputs, reused between benchmarks.
     pub data_dir: PathBuf,
@@ -697,7 +697,7 @@ impl BenchReport {
             let cx = left + slot * (i as f64 + 0.5);
             let _ = writeln!(
                 s,
-                r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="#4c78a8"><title>{} workers: median {}, min {}, max {}</title></rect>"##,
+                r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="#4c78a8"><title>workers = {}: median {}, min {}, max {}</title></rect>"##,
                 cx - bar / 2.0,
                 y(g.median),
                 top + plot_h - y(g.median),

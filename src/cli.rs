@@ -71,7 +71,7 @@ enum Command {
         #[arg(long)]
         events: Option<u64>,
         /// Worker counts to run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
         workers: Vec<usize>,
         /// Runs per worker count.
         #[arg(long, default_value_t = 3)]

@@ -100,10 +100,11 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
 fn bench_reports_a_failing_run_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("p.toml");
-    // Valid to plan, but the input file does not exist, so every child run fails.
+    // Valid to plan, but the run stops at the malformed second record (`on_error = "fail"`).
+    std::fs::write(dir.path().join("in.csv"), "order_id\n1\nabc\n").unwrap();
     std::fs::write(
         &pipeline,
-        "[sources.o]\ntype = \"csv\"\npath = \"missing.csv\"\nschema = { order_id = \"int\" }\n\
+        "[sources.o]\ntype = \"csv\"\npath = \"in.csv\"\non_error = \"fail\"\nschema = { order_id = \"int\" }\n\
          [sinks.s]\ntype = \"csv\"\ninput = \"o\"\npath = \"o.csv\"\n",
     )
     .unwrap();
@@ -119,7 +120,7 @@ fn bench_reports_a_failing_run_with_its_stderr() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("run 1/1 (1 worker, #1) failed"), "{stderr}");
     assert!(
-        stderr.contains("missing.csv"),
+        stderr.contains("cannot parse `abc` as int"),
         "the child's stderr is shown: {stderr}"
     );
 }
