@@ -557,7 +557,7 @@ fn push2(buf: &mut Vec<u8>, v: u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::connectors::csv_parse::{parse_chunk, CsvLayout};
     use crate::connectors::jsonl_parse::{parse_chunk as json_parse_chunk, JsonLayout};
@@ -567,12 +567,21 @@ mod tests {
     use std::collections::{BTreeMap, HashSet};
 
     fn parse_all(file: &[u8], target: usize) -> ParsedBatch {
-        let schema = orders_schema();
+        parse_generated(file, &orders_schema(), target)
+    }
+
+    /// Splits and parses a whole generated CSV file, as a source would (shared by the
+    /// generators' tests).
+    pub(crate) fn parse_generated(
+        file: &[u8],
+        schema: &crate::record::Schema,
+        target: usize,
+    ) -> ParsedBatch {
         let (header, body) = read_header(file);
-        let layout = CsvLayout::from_header(header.unwrap(), &schema, b',').unwrap();
+        let layout = CsvLayout::from_header(header.unwrap(), schema, b',').unwrap();
         let mut out = ParsedBatch::new(schema.len());
         for chunk in Splitter::new(file, body, line_at(file, body), target, true) {
-            parse_chunk(chunk.bytes(file), &chunk, &layout, &schema, &mut out);
+            parse_chunk(chunk.bytes(file), &chunk, &layout, schema, &mut out);
         }
         out
     }

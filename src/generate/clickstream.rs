@@ -554,21 +554,12 @@ pub fn clickstream_csv_bytes(cfg: &ClickstreamConfig) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::csv_parse::{parse_chunk, CsvLayout};
     use crate::connectors::parsed::ParsedBatch;
-    use crate::connectors::split::{line_at, read_header, Splitter};
     use crate::record::Value;
     use std::collections::{BTreeMap, HashMap, HashSet};
 
     fn parse_all(file: &[u8], target: usize) -> ParsedBatch {
-        let schema = clickstream_schema();
-        let (header, body) = read_header(file);
-        let layout = CsvLayout::from_header(header.unwrap(), &schema, b',').unwrap();
-        let mut out = ParsedBatch::new(schema.len());
-        for chunk in Splitter::new(file, body, line_at(file, body), target, true) {
-            parse_chunk(chunk.bytes(file), &chunk, &layout, &schema, &mut out);
-        }
-        out
+        crate::generate::tests::parse_generated(file, &clickstream_schema(), target)
     }
 
     fn cfg(events: u64, seed: u64) -> ClickstreamConfig {
