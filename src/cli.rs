@@ -138,6 +138,17 @@ pub fn main() -> ExitCode {
                         eprint!("{}", summary.render());
                         eprintln!("outputs in {}", out_dir.display());
                     }
+                    if let Some(signal) = &summary.interrupted {
+                        let until = summary
+                            .outputs_final_before
+                            .as_deref()
+                            .unwrap_or("the start");
+                        eprintln!(
+                            "stopped by {signal}: outputs are final and complete up to {until}"
+                        );
+                        // The shell convention: 128 + signal number.
+                        return ExitCode::from(if signal == "SIGTERM" { 143 } else { 130 });
+                    }
                     report_balance(&summary)
                 }
                 Err(e) => {

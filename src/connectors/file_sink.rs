@@ -59,6 +59,7 @@ impl SinkWriter {
         time: TimeDomain,
         out_dir: &Path,
         workers: usize,
+        interrupt: std::sync::Arc<super::Interrupt>,
     ) -> std::io::Result<SinkWriter> {
         let out: Box<dyn Write + Send> = match &cfg.target {
             SinkTarget::File(rel) => {
@@ -79,7 +80,8 @@ impl SinkWriter {
         let thread = std::thread::Builder::new()
             .name(format!("sink:{}", cfg.name))
             .spawn(move || {
-                merge_loop(receiver, workers, mode, &mut encoder).and_then(|_| encoder.finish())
+                merge_loop(receiver, workers, mode, &interrupt, &mut encoder)
+                    .and_then(|_| encoder.finish())
             })?;
         Ok(SinkWriter { sender, thread })
     }
@@ -97,6 +99,7 @@ fn merge_loop(
     rx: Receiver<SinkMsg>,
     workers: usize,
     mode: SinkMode,
+    interrupt: &super::Interrupt,
     enc: &mut Encoder,
 ) -> std::io::Result<()> {
     let mut pending: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
@@ -119,6 +122,9 @@ fn merge_loop(
                 break;
             }
             let (tick, mut rows) = entry.remove_entry();
+            if !interrupt.keeps(tick) {
+                continue; // the run was interrupted: this tick is not final
+            }
             consolidate(&mut rows);
             match mode {
                 SinkMode::Updates => enc.write_updates(tick, &rows)?,
@@ -134,7 +140,7 @@ fn merge_loop(
     // Any tick left (a worker disconnected without reporting its end) is still written, in order.
     for (tick, mut rows) in std::mem::take(&mut pending) {
         consolidate(&mut rows);
-        if mode == SinkMode::Updates {
+        if mode == SinkMode::Updates && interrupt.keeps(tick) {
             enc.write_updates(tick, &rows)?;
         }
     }

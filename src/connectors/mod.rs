@@ -347,3 +347,41 @@ pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
     }
     Ok(())
 }
+
+/// A request to stop a run early (SIGINT or SIGTERM), shared by sources and sink writers.
+///
+/// Each stopping source records the tick its capability was at: nothing earlier can still
+/// change. Sinks keep writing ticks before the smallest recorded tick (they are final) and drop
+/// later ones, so an interrupted run leaves complete, final output up to that tick.
+#[derive(Default, Debug)]
+pub struct Interrupt {
+    /// The signal number, 0 while none arrived (set from a signal handler).
+    pub signal: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bound: std::sync::Mutex<Option<crate::record::Tick>>,
+}
+
+impl Interrupt {
+    /// The signal that asked to stop, if any.
+    pub fn signal(&self) -> Option<i32> {
+        match self.signal.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+
+    /// A stopping source's capability was at `tick`.
+    pub fn record(&self, tick: crate::record::Tick) {
+        let mut bound = self.bound.lock().expect("interrupt lock is never poisoned");
+        *bound = Some(bound.map_or(tick, |b| b.min(tick)));
+    }
+
+    /// Outputs before this tick are final; `None` if no source stopped early.
+    pub fn bound(&self) -> Option<crate::record::Tick> {
+        *self.bound.lock().expect("interrupt lock is never poisoned")
+    }
+
+    /// Whether output at `tick` is final and should be written.
+    pub fn keeps(&self, tick: crate::record::Tick) -> bool {
+        self.bound().is_none_or(|b| tick < b)
+    }
+}

@@ -87,6 +87,11 @@ pub struct RunSummary {
     pub wall_seconds: f64,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
+    /// The signal that stopped the run early (`SIGINT`, `SIGTERM`), if one did.
+    pub interrupted: Option<String>,
+    /// After an interrupt: every output row before this time is final and written; later rows
+    /// are not written. `None` when the run read all its input.
+    pub outputs_final_before: Option<String>,
     /// Peak resident memory of the process (bytes, from `/proc/self/status` VmHWM; 0 where
     /// unavailable). Includes file pages of inputs that were mapped and not yet released.
     pub peak_memory_bytes: u64,

@@ -21,7 +21,8 @@ pub use metrics::RunSummary;
 use crate::connectors::dead_letter::DeadLetters;
 use crate::connectors::file_sink::{consolidate, SinkMsg, SinkWriter};
 use crate::connectors::file_source::FileSourceReader;
-use crate::connectors::{SinkMode, SinkTarget};
+use crate::connectors::file_source::Wake;
+use crate::connectors::{Interrupt, SinkMode, SinkTarget};
 use crate::operators::aggregate::{AggState, AggregatePlan, Combiner};
 use crate::operators::{RecordOp, TransformOp};
 use crate::plan::{NodeKind, Plan};
@@ -292,6 +293,14 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let fused = Arc::new(fused);
 
     let dead = Arc::new(DeadLetters::default());
+    // Ctrl-C and SIGTERM ask the run to stop: sources end, sinks keep only final ticks.
+    let interrupt = Arc::new(Interrupt::default());
+    let signal_ids: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .filter_map(|s| {
+            signal_hook::flag::register_usize(s, interrupt.signal.clone(), s as usize).ok()
+        })
+        .collect();
     let mut readers: BTreeMap<usize, (FileSourceReader, Arc<SourceWakers>, Arc<SourceMetrics>)> =
         BTreeMap::new();
     let mut writers: BTreeMap<usize, SinkWriter> = BTreeMap::new();
@@ -308,8 +317,15 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     SinkTarget::File(p) => opts.out_dir.join(p),
                     SinkTarget::Stdout => PathBuf::from("-"),
                 };
-                let w = SinkWriter::start(cfg, &node.schema, plan.time, &opts.out_dir, workers)
-                    .map_err(io_err("cannot create output file", &path))?;
+                let w = SinkWriter::start(
+                    cfg,
+                    &node.schema,
+                    plan.time,
+                    &opts.out_dir,
+                    workers,
+                    interrupt.clone(),
+                )
+                .map_err(io_err("cannot create output file", &path))?;
                 writers.insert(i, w);
             }
             NodeKind::Transform(_) => {}
@@ -357,6 +373,19 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let shared = Arc::new(shared);
 
     let done = Arc::new(AtomicBool::new(false));
+    // Wakes the source operators once a stop is requested, even if they are parked.
+    let watcher = {
+        let (interrupt, done) = (interrupt.clone(), done.clone());
+        let wakers: Vec<Arc<SourceWakers>> = shared.wakers.values().cloned().collect();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if interrupt.signal().is_some() {
+                    wakers.iter().for_each(|w| w.wake_all());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let progress = opts.progress.then(|| {
         let totals: Vec<(u64, Arc<SourceMetrics>)> = readers
             .values()
@@ -369,6 +398,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let failure: Arc<Mutex<Option<(String, u64, String)>>> = Arc::default();
     let (worker_stop, worker_failure) = (stop.clone(), failure.clone());
+    let worker_interrupt = interrupt.clone();
     let worker_plan = plan.clone();
     let worker_shared = shared.clone();
     let worker_dead = dead.clone();
@@ -409,6 +439,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                             on_error: cfg.on_error,
                             stop: worker_stop.clone(),
                             failure: worker_failure.clone(),
+                            interrupt: worker_interrupt.clone(),
                         };
                         colls[fusion.produces] = Some(match &fusion.aggregate {
                             Some(p) => {
@@ -465,6 +496,10 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     done.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.join();
+    }
+    let _ = watcher.join();
+    for id in signal_ids {
+        signal_hook::low_level::unregister(id);
     }
     for r in results {
         r.map_err(RunError::Worker)?;
@@ -541,6 +576,16 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         events_per_second: if wall > 0.0 { read as f64 / wall } else { 0.0 },
         dead_letters_file: "dead_letters.jsonl".into(),
         peak_memory_bytes: metrics::peak_memory_bytes(),
+        interrupted: interrupt.signal().map(|s| match s {
+            signal_hook::consts::SIGINT => "SIGINT".to_string(),
+            signal_hook::consts::SIGTERM => "SIGTERM".to_string(),
+            other => format!("signal {other}"),
+        }),
+        outputs_final_before: interrupt.bound().map(|b| {
+            let mut text = String::new();
+            plan.time.write_tick(b, &mut text);
+            text
+        }),
     };
     let summary_path = opts.out_dir.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");

@@ -86,6 +86,8 @@ pub struct SourceTask {
     pub on_error: crate::connectors::OnError,
     /// Set when the run must stop early (`on_error = "fail"`): sources stop reading.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// A stop request (SIGINT/SIGTERM): the source records its capability and ends.
+    pub interrupt: Arc<crate::connectors::Interrupt>,
     /// The first malformed record under `on_error = "fail"`: (source, line, detail).
     pub failure: Arc<Mutex<Option<(String, u64, String)>>>,
 }
@@ -167,11 +169,20 @@ pub fn render<'s, E: Emitter>(
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
                 let mut handled = 0;
+                if task.interrupt.signal().is_some() && !disconnected {
+                    // Stop reading; everything before our capability is already emitted and
+                    // final, everything after will be dropped by the sinks.
+                    task.interrupt.record(*c.time());
+                    disconnected = true;
+                    waiting = None;
+                }
                 let mut bound = *c.time();
                 while handled < CHUNKS_PER_ACTIVATION {
                     let chunk = match waiting.take() {
                         Some(ch) => ch,
-                        None if task.stop.load(Ordering::Relaxed) => {
+                        // Failing (`on_error = "fail"`) or interrupted: read no further. Reading on
+                        // could park a chunk waiting for the clock on chunks nobody will parse.
+                        None if disconnected || task.stop.load(Ordering::Relaxed) => {
                             // The run is failing: read no further, end this source.
                             disconnected = true;
                             break;

@@ -137,3 +137,72 @@ fn error_policies_skip_fail_and_max_error_rate() {
     let (code, stderr, _) = with("rate_ok", "max_error_rate = 0.05");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// Ctrl-C (SIGINT) stops a run early: exit status 130, the summary says so, and every output row
+/// before the reported time is exactly what an uninterrupted run writes (nothing later).
+#[test]
+fn sigint_stops_with_final_output_up_to_the_reported_time() {
+    use super::support::bin;
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate_orders(dir.path(), 3_000_000, 17, 0.0);
+    let pipeline = dir.path().join("windows.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[pipeline]\ntick = \"1s\"\n[sources.orders]\ntype = \"csv\"\npath = {:?}\n\
+             schema = {{ ts = \"timestamp\", category = \"string\", amount = \"float\" }}\n\
+             event_time = \"ts\"\nmax_lateness = \"5s\"\n\
+             [transforms.w]\ntype = \"aggregate\"\ninput = \"orders\"\ngroup_by = [\"category\"]\n\
+             window = {{ type = \"tumbling\", size = \"1m\" }}\naggregates = {{ revenue = \"sum(amount)\" }}\n\
+             [sinks.out]\ntype = \"csv\"\ninput = \"w\"\npath = \"out.csv\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |out: &std::path::Path| {
+        std::process::Command::new(bin())
+            .args(["run", "--quiet", "--workers", "2", "--out"])
+            .arg(out)
+            .arg(&pipeline)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let full = dir.path().join("full");
+    assert!(run(&full).wait().unwrap().success());
+    let stopped = dir.path().join("stopped");
+    let child = run(&stopped);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&stopped.join("summary.json"))).unwrap();
+    assert_eq!(summary["interrupted"], "SIGINT");
+    let bound = summary["outputs_final_before"]
+        .as_str()
+        .expect("a stop time")
+        .to_string();
+    let full_rows = read(&full.join("out.csv"));
+    let mut lines = full_rows.lines();
+    let header = lines.next().unwrap();
+    let expected: Vec<&str> = std::iter::once(header)
+        .chain(lines.filter(|l| l.split(',').nth_back(1).unwrap() < bound.as_str()))
+        .collect();
+    let stopped_rows = read(&stopped.join("out.csv"));
+    assert_eq!(
+        stopped_rows.lines().collect::<Vec<_>>(),
+        expected,
+        "output before {bound} differs"
+    );
+    assert!(
+        expected.len() < full_rows.lines().count(),
+        "the run was stopped before its end"
+    );
+}
