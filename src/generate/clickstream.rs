@@ -746,32 +746,17 @@ mod tests {
 
     #[test]
     fn malformed_share_gives_dead_records() {
-        let events = 20_000;
-        let clean = clickstream_csv_bytes(&cfg(events, 5));
         let c = ClickstreamConfig {
             malformed_share: 0.05,
-            ..cfg(events, 5)
+            ..cfg(20_000, 5)
         };
-        let dirty = clickstream_csv_bytes(&c);
-        assert_eq!(dirty, clickstream_csv_bytes(&c));
-        let b = parse_all(&dirty, 64 * 1024);
-        assert_eq!(b.records() as u64, events);
-        let share = b.dead.len() as f64 / events as f64;
-        assert!((0.04..0.06).contains(&share), "{share}");
-        let reasons: HashSet<_> = b.dead.iter().map(|d| d.reason).collect();
-        assert_eq!(reasons.len(), 2, "{reasons:?}");
-        // Lines that were not corrupted are the clean file's lines, in the same places.
-        let clean_lines: Vec<&[u8]> = clean.split(|&x| x == b'\n').collect();
-        let dirty_lines: Vec<&[u8]> = dirty.split(|&x| x == b'\n').collect();
-        assert_eq!(clean_lines.len(), dirty_lines.len());
-        let same = clean_lines
-            .iter()
-            .zip(&dirty_lines)
-            .filter(|(a, b)| a == b)
-            .count();
-        assert_eq!(same, clean_lines.len() - b.dead.len());
-        // Clean: nothing dead.
-        assert!(parse_all(&clean, 64 * 1024).dead.is_empty());
+        crate::generate::tests::check_malformed_share(
+            &clickstream_csv_bytes(&cfg(20_000, 5)),
+            &clickstream_csv_bytes(&c),
+            &clickstream_csv_bytes(&c),
+            20_000,
+            &clickstream_schema(),
+        );
     }
 
     #[test]
