@@ -72,6 +72,83 @@ pub struct SourceConfig {
     pub on_error: OnError,
     /// Fail the run when more than this share of records is malformed.
     pub max_error_rate: Option<f64>,
+    /// The column that says whether a record inserts or retracts a row, if any.
+    pub change: Option<ChangeColumn>,
+}
+
+/// A change column: maps each record to +1 (insert) or -1 (retract). The column itself is not
+/// part of the source's output rows, so a retraction cancels the insert of the same row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeColumn {
+    /// Position of the column in the declared schema.
+    pub field: usize,
+    /// How its values map to multiplicities.
+    pub map: ChangeMap,
+}
+
+/// How a change column's values become multiplicities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeMap {
+    /// An int column holding the signed multiplicity itself (e.g. `diff` = 1 or -1).
+    Signed,
+    /// A string column whose values name inserts or deletes.
+    Labels {
+        /// Values meaning +1.
+        insert: Vec<String>,
+        /// Values meaning -1.
+        delete: Vec<String>,
+    },
+}
+
+impl ChangeColumn {
+    /// The multiplicity a record's change value stands for, or why it stands for none.
+    pub fn diff_of(&self, value: &crate::record::Value) -> Result<isize, String> {
+        use crate::record::Value;
+        match (&self.map, value) {
+            (ChangeMap::Signed, Value::Int(d)) if *d != 0 => Ok(*d as isize),
+            (ChangeMap::Signed, Value::Int(_)) => {
+                Err("change value 0 neither inserts nor deletes".into())
+            }
+            (ChangeMap::Labels { insert, delete }, Value::Str(s)) => {
+                if insert.iter().any(|i| i == s.as_str()) {
+                    Ok(1)
+                } else if delete.iter().any(|d| d == s.as_str()) {
+                    Ok(-1)
+                } else {
+                    Err(format!(
+                        "change value `{s}` is none of the insert values ({}) or delete values ({})",
+                        insert.join(", "),
+                        delete.join(", ")
+                    ))
+                }
+            }
+            (_, Value::Null) => Err("change value is missing".into()),
+            (_, other) => Err(format!("change value `{other:?}` has the wrong type")),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The schema of the rows the source emits: the declared one without the change column.
+    pub fn output_schema(&self) -> Schema {
+        match &self.change {
+            None => self.schema.clone(),
+            Some(c) => Schema {
+                fields: (self.schema.fields.iter().enumerate())
+                    .filter(|(i, _)| *i != c.field)
+                    .map(|(_, f)| f.clone())
+                    .collect(),
+            },
+        }
+    }
+    /// Position of the event-time field in [`SourceConfig::output_schema`].
+    pub fn output_event_time(&self) -> Option<usize> {
+        let et = self.event_time?;
+        Some(match &self.change {
+            Some(c) if c.field < et => et - 1,
+            _ => et,
+        })
+    }
 }
 
 /// What a source does with a record it cannot parse (late records are always dead-lettered).
@@ -146,6 +223,7 @@ pub fn configure_source(
         _ => OnError::DeadLetter,
     };
     let max_error_rate = params.f64_in("max_error_rate", 0.0..=1.0);
+    let change = read_change(params);
     let format = match kind {
         "csv" => {
             let d = match &delimiter {
@@ -204,6 +282,7 @@ pub fn configure_source(
                 .help("name the timestamp field with `event_time = \"...\"`"),
         );
     }
+    let change = change.and_then(|c| resolve_change(c, &schema, et_index, params));
     Some(SourceConfig {
         name: name.to_string(),
         format,
@@ -214,7 +293,106 @@ pub fn configure_source(
         max_lateness_ms: lateness.map(|l| l.value).unwrap_or(0),
         on_error,
         max_error_rate: max_error_rate.map(|r| r.value),
+        change,
     })
+}
+
+/// `change = { field = "op", insert = ["follow"], delete = ["unfollow"] }` as written.
+struct ChangeSetting {
+    field: crate::spec::Sp<String>,
+    insert: Option<Vec<crate::spec::Sp<String>>>,
+    delete: Option<Vec<crate::spec::Sp<String>>>,
+    span: std::ops::Range<usize>,
+}
+
+fn read_change(params: &mut Params<'_>) -> Option<ChangeSetting> {
+    let mut c = params.table("change")?;
+    let span = c.owner_span();
+    let field = c.req_str("field", "\"op\"");
+    let insert = c.str_list("insert");
+    let delete = c.str_list("delete");
+    let diags = c.finish();
+    let failed = !diags.is_empty();
+    params.absorb(diags);
+    if failed {
+        return None;
+    }
+    Some(ChangeSetting {
+        field: field?,
+        insert,
+        delete,
+        span,
+    })
+}
+
+/// Checks the change column against the schema: a string column with insert/delete values, or
+/// an int column holding the multiplicity.
+fn resolve_change(
+    c: ChangeSetting,
+    schema: &Schema,
+    event_time: Option<usize>,
+    params: &mut Params<'_>,
+) -> Option<ChangeColumn> {
+    let Some(field) = schema.index_of(&c.field.value) else {
+        params.error(
+            Diagnostic::error("E0306", format!("unknown change field `{}`", c.field.value))
+                .at(c.field.span.clone(), "not in the schema")
+                .suggest(&c.field.value, schema.names()),
+        );
+        return None;
+    };
+    if Some(field) == event_time {
+        params.error(
+            Diagnostic::error("E0105", "the change column cannot be the event-time field")
+                .at(c.field.span.clone(), "also `event_time`"),
+        );
+        return None;
+    }
+    let map = match (schema.fields[field].ty, c.insert, c.delete) {
+        (Type::Int, None, None) => ChangeMap::Signed,
+        (Type::String, Some(insert), Some(delete)) if !insert.is_empty() && !delete.is_empty() => {
+            let text = |v: Vec<crate::spec::Sp<String>>| v.into_iter().map(|s| s.value).collect();
+            ChangeMap::Labels {
+                insert: text(insert),
+                delete: text(delete),
+            }
+        }
+        (Type::String, _, _) => {
+            params.error(
+                Diagnostic::error(
+                    "E0105",
+                    format!("string change field `{}` needs `insert` and `delete` values", c.field.value),
+                )
+                .at(c.span, "which values insert and which delete?")
+                .help(format!(
+                    "e.g. change = {{ field = \"{}\", insert = [\"insert\"], delete = [\"delete\"] }}",
+                    c.field.value
+                )),
+            );
+            return None;
+        }
+        (Type::Int, _, _) => {
+            params.error(
+                Diagnostic::error(
+                    "E0105",
+                    format!("int change field `{}` holds the multiplicity itself; `insert`/`delete` apply to string fields", c.field.value),
+                )
+                .at(c.span, "remove `insert` and `delete`"),
+            );
+            return None;
+        }
+        (other, _, _) => {
+            params.error(
+                Diagnostic::error(
+                    "E0303",
+                    format!("change field `{}` is `{other}`; it must be `string` (with insert/delete values) or `int` (a signed multiplicity)", c.field.value),
+                )
+                .at(c.field.span.clone(), "wrong type"),
+            );
+            return None;
+        }
+    };
+    Some(ChangeColumn { field, map })
 }
 
 fn read_schema(params: &mut Params<'_>) -> Option<Schema> {

@@ -229,6 +229,16 @@ impl TransformConfig for AggregateConfig {
                     None
                 }
             };
+            if matches!(w.kind, WindowKind::Session { .. }) && input.retracting {
+                diags.push(
+                    Diagnostic::error(
+                        "E0309",
+                        "session windows over an input that carries retractions are not supported",
+                    )
+                    .at(w.span.clone(), "this input can retract rows")
+                    .note("a retraction could split a session that has already merged"),
+                );
+            }
             if let Some(time) = time {
                 window = Some(WindowPlan {
                     kind: w.kind,
@@ -282,13 +292,6 @@ impl TransformConfig for AggregateConfig {
             }
             match compile_aggregate(&text.value, input.schema) {
                 Ok(call) => {
-                    if matches!(call.func, AggFunc::Min | AggFunc::Max) && input.retracting {
-                        diags.push(
-                            Diagnostic::error("E0309", "min/max over an input that carries retractions is not supported yet")
-                                .at(text.span.clone(), "this input can retract rows")
-                                .note("min and max keep only the extreme value, which a retraction cannot undo"),
-                        );
-                    }
                     let input_float = call.arg.as_ref().and_then(Expr::ty) == Some(Type::Float);
                     fields.push(Field {
                         name: name.value.clone(),
@@ -296,6 +299,10 @@ impl TransformConfig for AggregateConfig {
                     });
                     aggs.push(AggSpec {
                         func: call.func,
+                        // Over retractions, min and max keep every value with its count, so a
+                        // retracted extreme gives way to the next one.
+                        multiset: input.retracting
+                            && matches!(call.func, AggFunc::Min | AggFunc::Max),
                         arg: call.arg,
                         input_float,
                     });
@@ -325,6 +332,7 @@ impl TransformConfig for AggregateConfig {
                     func,
                     arg: Some(arg),
                     input_float: false,
+                    multiset: false,
                 });
             }
         }
@@ -391,6 +399,8 @@ pub struct AggSpec {
     func: AggFunc,
     arg: Option<Expr>,
     input_float: bool,
+    /// Keep the multiset of values (`Acc::Distinct`) rather than a running extreme.
+    multiset: bool,
 }
 
 /// A planned aggregate: which fields form the key and what to compute per group.
@@ -524,6 +534,7 @@ impl AggregatePlan {
                 .map(|a| match a.func {
                     AggFunc::Count => Acc::Count(0),
                     AggFunc::CountDistinct => Acc::Distinct(BTreeMap::new()),
+                    _ if a.multiset => Acc::Distinct(BTreeMap::new()),
                     AggFunc::Sum | AggFunc::Avg => Acc::Sum { sum: 0, n: 0 },
                     AggFunc::Min => Acc::Min(None),
                     AggFunc::Max => Acc::Max(None),
@@ -576,6 +587,8 @@ impl AggregatePlan {
         row.extend_from_slice(key);
         for (spec, acc) in self.aggs[..self.visible].iter().zip(&state.accs) {
             row.push(match (spec.func, acc.clone()) {
+                (AggFunc::Min, Acc::Distinct(m)) => m.into_keys().next().unwrap_or_default(),
+                (AggFunc::Max, Acc::Distinct(m)) => m.into_keys().next_back().unwrap_or_default(),
                 (_, Acc::Distinct(m)) => Value::Int(m.len() as i64),
                 (AggFunc::Count, Acc::Count(_)) if spec.arg.is_none() => Value::Int(state.records),
                 (_, Acc::Count(c)) => Value::Int(c),

@@ -268,9 +268,9 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         }
         let planned = match slots[i].take().expect("each node planned once") {
             Configured::Source(cfg) => Ok((
-                cfg.schema.clone(),
-                false,
-                cfg.event_time,
+                cfg.output_schema(),
+                cfg.change.is_some(),
+                cfg.output_event_time(),
                 NodeKind::Source(cfg),
             )),
             Configured::Sink(cfg) => {
@@ -452,6 +452,10 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             }
         }
         if let NodeKind::Source(cfg) = &nodes[i].kind {
+            // A source parses its declared schema, which has the change column too.
+            if let Some(c) = &cfg.change {
+                needed.insert(c.field, true);
+            }
             if let Some(et) = cfg.event_time {
                 needed[et] = true;
             }
@@ -660,11 +664,11 @@ impl Plan {
             }
             if let NodeKind::Source(connectors::SourceConfig {
                 format: connectors::SourceFormat::Csv { .. },
+                schema: declared,
                 ..
-            }) = n.kind
+            }) = &n.kind
             {
-                let parsed: Vec<&str> = n
-                    .schema
+                let parsed: Vec<&str> = declared
                     .fields
                     .iter()
                     .zip(&n.needed)

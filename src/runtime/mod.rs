@@ -433,6 +433,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                             worker: index,
                             time: plan.time,
                             event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
+                            change: cfg.change.clone(),
                             chain: fusion.chain.clone(),
                             metrics: shared.metrics[&i].clone(),
                             dead: worker_dead.clone(),

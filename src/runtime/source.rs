@@ -76,6 +76,8 @@ pub struct SourceTask {
     pub time: TimeDomain,
     /// Event-time field and lateness bound.
     pub event_time: Option<(usize, u64)>,
+    /// The change column, whose value becomes the update's multiplicity and is then removed.
+    pub change: Option<crate::connectors::ChangeColumn>,
     /// Fused record operators, in order.
     pub chain: Vec<Arc<dyn RecordOp>>,
     /// Counters.
@@ -97,8 +99,8 @@ pub struct SourceTask {
 pub trait Emitter: 'static {
     /// The difference type of the output updates.
     type Diff: Clone + 'static;
-    /// Takes an accepted row at `tick`.
-    fn push(&mut self, tick: Tick, row: &mut Row);
+    /// Takes an accepted row at `tick` with multiplicity `diff`.
+    fn push(&mut self, tick: Tick, row: &mut Row, diff: isize);
     /// Everything that is ready to emit, given that no more rows will arrive before `bound`.
     fn ready(&mut self, bound: Option<Tick>) -> Ready<Self::Diff>;
 }
@@ -106,7 +108,7 @@ pub trait Emitter: 'static {
 /// Updates ready to emit, grouped by tick in tick order.
 pub type Ready<R> = Vec<(Tick, Vec<(Row, R)>)>;
 
-/// Emits every row as it comes, with diff +1.
+/// Emits every row as it comes, with its multiplicity.
 #[derive(Default)]
 pub struct RowEmitter {
     pending: BTreeMap<Tick, Vec<(Row, isize)>>,
@@ -114,9 +116,9 @@ pub struct RowEmitter {
 
 impl Emitter for RowEmitter {
     type Diff = isize;
-    fn push(&mut self, tick: Tick, row: &mut Row) {
+    fn push(&mut self, tick: Tick, row: &mut Row, diff: isize) {
         let owned = std::mem::replace(row, Vec::with_capacity(row.len()));
-        self.pending.entry(tick).or_default().push((owned, 1));
+        self.pending.entry(tick).or_default().push((owned, diff));
     }
     fn ready(&mut self, _bound: Option<Tick>) -> Ready<isize> {
         std::mem::take(&mut self.pending).into_iter().collect()
@@ -135,8 +137,8 @@ impl CombineEmitter {
 
 impl Emitter for CombineEmitter {
     type Diff = AggState;
-    fn push(&mut self, tick: Tick, row: &mut Row) {
-        self.0.add(tick, row, 1);
+    fn push(&mut self, tick: Tick, row: &mut Row, diff: isize) {
+        self.0.add(tick, row, diff);
     }
     fn ready(&mut self, bound: Option<Tick>) -> Ready<AggState> {
         self.0.drain_before(bound)
@@ -335,6 +337,27 @@ fn process_chunk<E: Emitter>(
             }
             None => batch.positions[i],
         };
+        let diff = match &task.change {
+            None => 1,
+            Some(change) => match change.diff_of(&row[change.field]) {
+                Ok(d) => {
+                    row.remove(change.field);
+                    d
+                }
+                Err(why) => {
+                    rejected += 1;
+                    late.push(dead_record(
+                        task,
+                        batch.lines[i],
+                        batch.positions[i],
+                        row,
+                        DeadReason::BadValue,
+                        why,
+                    ));
+                    continue;
+                }
+            },
+        };
         for op in &task.chain {
             if !op.apply(row, scratch) {
                 filtered += 1;
@@ -342,7 +365,7 @@ fn process_chunk<E: Emitter>(
             }
         }
         emitted += 1;
-        emitter.push(task.time.tick_of(t), row);
+        emitter.push(task.time.tick_of(t), row, diff);
     }
     m.emitted.fetch_add(emitted, Ordering::Relaxed);
     m.filtered.fetch_add(filtered, Ordering::Relaxed);
