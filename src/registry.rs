@@ -1,7 +1,7 @@
 //! The one explicit list of node types. Built-ins are registered here exactly as a user-written
 //! transform would be: add a factory to [`TRANSFORMS`].
 
-use crate::operators::{aggregate, filter, select, union, TransformFactory};
+use crate::operators::{aggregate, filter, join, select, union, TransformFactory};
 
 /// Every transform type.
 pub static TRANSFORMS: &[&dyn TransformFactory] = &[
@@ -9,6 +9,7 @@ pub static TRANSFORMS: &[&dyn TransformFactory] = &[
     &select::SelectFactory,
     &union::UnionFactory,
     &aggregate::AggregateFactory,
+    &join::JoinFactory,
 ];
 
 /// The transform factory called `name`.

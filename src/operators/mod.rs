@@ -14,6 +14,7 @@
 
 pub mod aggregate;
 pub mod filter;
+pub mod join;
 pub mod select;
 pub mod union;
 pub mod window;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 /// What a transform's plan step knows about one input.
 #[derive(Clone, Copy, Debug)]
 pub struct InputInfo<'a> {
+    /// The input node's name.
+    pub name: &'a str,
     /// The input's schema.
     pub schema: &'a Schema,
     /// Whether the input may carry retractions (diff -1).
@@ -110,6 +113,8 @@ pub enum FieldUse {
     /// These positions plus whatever its consumers need, position for position (`filter`,
     /// `union`: the output has the input's schema).
     PassThrough(Vec<usize>),
+    /// Every field of every input (`join`).
+    All,
 }
 
 /// The positions an expression reads.
@@ -137,6 +142,8 @@ pub enum TransformOp {
     Union,
     /// Grouped aggregates maintained by differential dataflow.
     Aggregate(Arc<aggregate::AggregatePlan>),
+    /// An equi-join of two inputs.
+    Join(Arc<join::JoinPlan>),
 }
 
 /// Tier 1 operator: a pure function over one row. `apply` rewrites `row` in place (it may use

@@ -292,6 +292,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                 let infos: Vec<InputInfo<'_>> = inputs
                     .iter()
                     .map(|&j| InputInfo {
+                        name: &nodes[j].name,
                         schema: &nodes[j].schema,
                         retracting: nodes[j].retracting,
                         event_time: nodes[j].event_time,
@@ -434,6 +435,10 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                 NodeKind::Sink(_) => needed.iter_mut().for_each(|n| *n = true),
                 NodeKind::Transform(t) => {
                     let extra = match &t.reads {
+                        FieldUse::All => {
+                            needed.iter_mut().for_each(|n| *n = true);
+                            continue;
+                        }
                         FieldUse::Only(f) => f,
                         FieldUse::PassThrough(f) => {
                             for (n, m) in needed.iter_mut().zip(&nodes[c].needed) {

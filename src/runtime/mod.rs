@@ -12,6 +12,7 @@
 //! - each sink consolidates and sorts what every completed tick produced and hands it to the
 //!   sink's writer thread ([`crate::connectors::file_sink`]).
 
+pub mod join;
 pub mod metrics;
 pub mod source;
 pub mod window;
@@ -165,7 +166,7 @@ fn plan_fusion(plan: &Plan) -> (BTreeMap<usize, Fusion>, Vec<bool>) {
                         );
                         break;
                     }
-                    TransformOp::Union => break,
+                    TransformOp::Union | TransformOp::Join(_) => break,
                 },
                 _ => break,
             }
@@ -179,7 +180,7 @@ fn plan_fusion(plan: &Plan) -> (BTreeMap<usize, Fusion>, Vec<bool>) {
     (fusions, fused)
 }
 
-type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
+pub(crate) type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
 
 /// Accumulates pre-combined partial states per group and turns them into output rows.
 fn finish_aggregate<'s>(
@@ -473,6 +474,10 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 })
                             }
                             TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
+                            TransformOp::Join(p) => {
+                                let right = inputs.next().expect("a join has two inputs");
+                                join::render(first, right, p.clone())
+                            }
                             TransformOp::Aggregate(p) => finish_aggregate(
                                 combine(first, p.clone(), plan.time.tick_len()),
                                 p.clone(),

@@ -1,0 +1,245 @@
+//! `join`: inner and left outer equi-joins of two inputs, incremental on both sides.
+//!
+//! The plan decides the output layout once: every left field, then every right field except the
+//! right join keys that have the same name as their left partner (they would only repeat it).
+//! A right field whose name a left field already has is renamed `<right input>_<field>` (or with
+//! the configured `right_prefix`), so output columns never clash.
+//!
+//! SQL semantics: a NULL key matches nothing. In a left join a left row without a match is
+//! written once with NULLs for the right fields; when a matching right row arrives later that
+//! padded row is retracted and the joined rows are inserted.
+
+use super::{
+    FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp,
+};
+use crate::diag::Diagnostic;
+use crate::record::{Field, Row, Schema, Value};
+use crate::spec::TomlValue;
+use crate::spec::{Params, Sp};
+use std::sync::Arc;
+
+/// Factory for `type = "join"`.
+pub struct JoinFactory;
+
+/// Which rows a join keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Only matching pairs.
+    Inner,
+    /// Matching pairs, and every unmatched left row padded with NULLs.
+    Left,
+}
+
+struct JoinConfig {
+    /// (left field, right field) pairs.
+    on: Vec<(Sp<String>, Sp<String>)>,
+    kind: JoinKind,
+    right_prefix: Option<String>,
+}
+
+/// The runtime object: key positions and the output layout.
+#[derive(Debug)]
+pub struct JoinPlan {
+    /// Inner or left outer.
+    pub kind: JoinKind,
+    left_keys: Vec<usize>,
+    right_keys: Vec<usize>,
+    left_arity: usize,
+    /// Right positions written after the left fields, in order.
+    right_kept: Vec<usize>,
+}
+
+impl TransformFactory for JoinFactory {
+    fn name(&self) -> &'static str {
+        "join"
+    }
+    fn summary(&self) -> &'static str {
+        "join two inputs on key fields (`how` = inner or left), incrementally on both sides"
+    }
+    fn example(&self) -> &'static str {
+        "type = \"join\"\ninputs = [\"eu_orders\", \"us_orders\"]\non = [\"order_id\"]\nhow = \"left\"\n"
+    }
+    fn arity(&self) -> (usize, Option<usize>) {
+        (2, Some(2))
+    }
+    fn configure(&self, params: &mut Params<'_>) -> Option<Box<dyn TransformConfig>> {
+        let kind = match params.choice("how", &["inner", "left"]).map(|c| c.value) {
+            Some("left") => JoinKind::Left,
+            _ => JoinKind::Inner,
+        };
+        let right_prefix = params.str("right_prefix").map(|p| p.value);
+        let on = match params.raw("on").map(|v| &v.value) {
+            None => {
+                params.missing("on", "[\"order_id\"]  or  { seller = \"person_id\" }");
+                return None;
+            }
+            Some(TomlValue::Table(_)) => params.str_table("on")?,
+            Some(_) => params
+                .str_list("on")?
+                .into_iter()
+                .map(|f| (f.clone(), f))
+                .collect(),
+        };
+        if on.is_empty() {
+            params.error(
+                Diagnostic::error("E0105", "`on` names no key fields")
+                    .at(params.owner_span(), "a join needs at least one key"),
+            );
+            return None;
+        }
+        Some(Box::new(JoinConfig {
+            on,
+            kind,
+            right_prefix,
+        }))
+    }
+}
+
+fn resolve(
+    side: &str,
+    name: &Sp<String>,
+    schema: &Schema,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<usize> {
+    let found = schema.index_of(&name.value);
+    if found.is_none() {
+        diags.push(
+            Diagnostic::error(
+                "E0306",
+                format!("unknown {side} join field `{}`", name.value),
+            )
+            .at(
+                name.span.clone(),
+                format!("not a field of the {side} input"),
+            )
+            .suggest(&name.value, schema.names())
+            .note(format!("the {side} input has: {schema}")),
+        );
+    }
+    found
+}
+
+impl TransformConfig for JoinConfig {
+    fn plan(
+        &self,
+        inputs: &[InputInfo<'_>],
+        _ctx: &PlanCtx<'_>,
+    ) -> Result<PlannedTransform, Vec<Diagnostic>> {
+        let (left, right) = (inputs[0], inputs[1]);
+        let mut diags = Vec::new();
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        for (l, r) in &self.on {
+            let li = resolve("left", l, left.schema, &mut diags);
+            let ri = resolve("right", r, right.schema, &mut diags);
+            if let (Some(li), Some(ri)) = (li, ri) {
+                let (lt, rt) = (left.schema.fields[li].ty, right.schema.fields[ri].ty);
+                if lt != rt {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0303",
+                            format!(
+                                "join keys `{}` ({lt}) and `{}` ({rt}) have different types",
+                                l.value, r.value
+                            ),
+                        )
+                        .at(r.span.clone(), "types differ")
+                        .help("cast one side with a `select`, e.g. `CAST(x AS int)`"),
+                    );
+                }
+                left_keys.push(li);
+                right_keys.push(ri);
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let prefix = (self.right_prefix.clone()).unwrap_or_else(|| format!("{}_", right.name));
+        let mut fields: Vec<Field> = left.schema.fields.clone();
+        let mut right_kept = Vec::new();
+        for (i, f) in right.schema.fields.iter().enumerate() {
+            let same_key = right_keys
+                .iter()
+                .zip(&left_keys)
+                .any(|(&r, &l)| r == i && left.schema.fields[l].name == f.name);
+            if same_key {
+                continue;
+            }
+            let mut name = f.name.clone();
+            while fields.iter().any(|g| g.name == name) {
+                name = format!("{prefix}{name}");
+            }
+            fields.push(Field { name, ty: f.ty });
+            right_kept.push(i);
+        }
+        let describe = format!(
+            "{} join on {}",
+            match self.kind {
+                JoinKind::Inner => "inner",
+                JoinKind::Left => "left",
+            },
+            self.on
+                .iter()
+                .map(|(l, r)| if l.value == r.value {
+                    l.value.clone()
+                } else {
+                    format!("{} = {}", l.value, r.value)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let left_arity = left.schema.len();
+        let schema = Schema { fields };
+        let plan = JoinPlan {
+            kind: self.kind,
+            left_keys,
+            right_keys,
+            left_arity,
+            right_kept,
+        };
+        Ok(PlannedTransform {
+            schema,
+            retracting: left.retracting || right.retracting || self.kind == JoinKind::Left,
+            event_time: left.event_time,
+            describe,
+            reads: FieldUse::All,
+            op: TransformOp::Join(Arc::new(plan)),
+        })
+    }
+}
+
+impl JoinPlan {
+    /// The join key of a left row, or `None` when a key field is NULL (it matches nothing).
+    pub fn left_key(&self, row: &[Value]) -> Option<Row> {
+        key_of(&self.left_keys, row)
+    }
+    /// The join key of a right row, or `None` when a key field is NULL.
+    pub fn right_key(&self, row: &[Value]) -> Option<Row> {
+        key_of(&self.right_keys, row)
+    }
+    /// The output row of a matching pair.
+    pub fn joined(&self, left: &[Value], right: &[Value]) -> Row {
+        let mut out = Vec::with_capacity(self.left_arity + self.right_kept.len());
+        out.extend_from_slice(left);
+        out.extend(self.right_kept.iter().map(|&i| right[i].clone()));
+        out
+    }
+    /// The output row of an unmatched left row (left join).
+    pub fn padded(&self, left: &[Value]) -> Row {
+        let mut out = Vec::with_capacity(self.left_arity + self.right_kept.len());
+        out.extend_from_slice(left);
+        out.extend(self.right_kept.iter().map(|_| Value::Null));
+        out
+    }
+}
+
+fn key_of(keys: &[usize], row: &[Value]) -> Option<Row> {
+    let mut key = Vec::with_capacity(keys.len());
+    for &k in keys {
+        match row.get(k) {
+            None | Some(Value::Null) => return None,
+            Some(v) => key.push(v.clone()),
+        }
+    }
+    Some(key)
+}

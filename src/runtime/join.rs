@@ -1,0 +1,40 @@
+//! Renders a `join` onto differential dataflow: both inputs keyed and arranged once, matched
+//! with `join_core`; a left join adds the left rows whose key has no right row, padded with
+//! NULLs (left minus its semijoin with the distinct right keys).
+
+use super::Coll;
+use crate::operators::join::{JoinKind, JoinPlan};
+use std::sync::Arc;
+
+/// The joined collection of `left` and `right`.
+pub fn render<'s>(left: Coll<'s>, right: Coll<'s>, plan: Arc<JoinPlan>) -> Coll<'s> {
+    let p = plan.clone();
+    let left_keyed = left
+        .clone()
+        .flat_map(move |row| p.left_key(&row).map(|k| (k, row)));
+    let p = plan.clone();
+    let right_keyed = right.flat_map(move |row| p.right_key(&row).map(|k| (k, row)));
+    let left_arranged = left_keyed.clone().arrange_by_key();
+    let p = plan.clone();
+    let matched = left_arranged
+        .clone()
+        .join_core(right_keyed.clone().arrange_by_key(), move |_k, l, r| {
+            Some(p.joined(l, r))
+        });
+    if plan.kind == JoinKind::Inner {
+        return matched;
+    }
+    // Left rows whose key is NULL never match; the others are unmatched while no right row
+    // has their key.
+    let p = plan.clone();
+    let null_keys = left.filter(move |row| p.left_key(row).is_none());
+    let right_keys = right_keyed.map(|(k, _)| k).distinct().arrange_by_self();
+    let with_match = left_arranged.join_core(right_keys, |k, l, _| Some((k.clone(), l.clone())));
+    let p = plan.clone();
+    let unmatched = left_keyed
+        .concat(with_match.negate())
+        .map(|(_, row)| row)
+        .concat(null_keys)
+        .map(move |row| p.padded(&row));
+    matched.concat(unmatched)
+}
