@@ -1,7 +1,7 @@
 //! The one explicit list of node types. Built-ins are registered here exactly as a user-written
 //! transform would be: add a factory to [`TRANSFORMS`].
 
-use crate::operators::{aggregate, filter, join, select, union, TransformFactory};
+use crate::operators::{aggregate, filter, join, rank, select, union, TransformFactory};
 
 /// Every transform type.
 pub static TRANSFORMS: &[&dyn TransformFactory] = &[
@@ -10,6 +10,9 @@ pub static TRANSFORMS: &[&dyn TransformFactory] = &[
     &union::UnionFactory,
     &aggregate::AggregateFactory,
     &join::JoinFactory,
+    &rank::TopKFactory,
+    &rank::DedupFactory,
+    &rank::DistinctFactory,
 ];
 
 /// The transform factory called `name`.

@@ -15,6 +15,7 @@
 pub mod aggregate;
 pub mod filter;
 pub mod join;
+pub mod rank;
 pub mod select;
 pub mod union;
 pub mod window;
@@ -144,6 +145,10 @@ pub enum TransformOp {
     Aggregate(Arc<aggregate::AggregatePlan>),
     /// An equi-join of two inputs.
     Join(Arc<join::JoinPlan>),
+    /// The first k rows per group (`top_k`, `dedup`).
+    Rank(Arc<rank::RankPlan>),
+    /// Distinct rows, optionally of some fields (positions) only.
+    Distinct(Option<Arc<Vec<usize>>>),
 }
 
 /// Tier 1 operator: a pure function over one row. `apply` rewrites `row` in place (it may use

@@ -14,6 +14,7 @@
 
 pub mod join;
 pub mod metrics;
+pub mod rank;
 pub mod source;
 pub mod window;
 
@@ -166,7 +167,10 @@ fn plan_fusion(plan: &Plan) -> (BTreeMap<usize, Fusion>, Vec<bool>) {
                         );
                         break;
                     }
-                    TransformOp::Union | TransformOp::Join(_) => break,
+                    TransformOp::Union
+                    | TransformOp::Join(_)
+                    | TransformOp::Rank(_)
+                    | TransformOp::Distinct(_) => break,
                 },
                 _ => break,
             }
@@ -474,6 +478,8 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 })
                             }
                             TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
+                            TransformOp::Rank(p) => rank::top_k(first, p.clone()),
+                            TransformOp::Distinct(keep) => rank::distinct(first, keep.clone()),
                             TransformOp::Join(p) => {
                                 let right = inputs.next().expect("a join has two inputs");
                                 join::render(first, right, p.clone())
