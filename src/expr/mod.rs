@@ -163,7 +163,7 @@ pub struct AggregateCall {
     pub ty: Type,
 }
 
-const AGGREGATES: [&str; 5] = ["count", "sum", "min", "max", "avg"];
+const AGGREGATES: [&str; 6] = ["count", "sum", "min", "max", "avg", "count_distinct"];
 
 /// Compiles text that must be exactly one aggregate call, e.g. `count(*)` or `avg(latency)`.
 pub fn compile_aggregate(text: &str, schema: &Schema) -> Result<AggregateCall, Vec<ExprError>> {
@@ -219,9 +219,10 @@ enum Func {
     Ceil,
     Coalesce,
     Concat,
+    DateTrunc,
 }
 
-const FUNCS: [(&str, Func); 9] = [
+const FUNCS: [(&str, Func); 10] = [
     ("lower", Func::Lower),
     ("upper", Func::Upper),
     ("length", Func::Length),
@@ -231,6 +232,16 @@ const FUNCS: [(&str, Func); 9] = [
     ("ceil", Func::Ceil),
     ("coalesce", Func::Coalesce),
     ("concat", Func::Concat),
+    ("date_trunc", Func::DateTrunc),
+];
+
+/// Units `date_trunc` accepts, with their length in milliseconds (UTC, no leap seconds).
+const TRUNC_UNITS: [(&str, i64); 5] = [
+    ("second", 1000),
+    ("minute", 60_000),
+    ("hour", 3_600_000),
+    ("day", 86_400_000),
+    ("week", 7 * 86_400_000),
 ];
 
 /// One element of a LIKE pattern.
@@ -1182,6 +1193,7 @@ impl<'a> Compiler<'a> {
     fn scalar_call(&mut self, func: Func, name: &str, args: Vec<&ast::Expr>, e: &ast::Expr) -> R {
         let (min, max) = match func {
             Func::Round => (1, 2),
+            Func::DateTrunc => (2, 2),
             Func::Coalesce | Func::Concat => (1, usize::MAX),
             _ => (1, 1),
         };
@@ -1189,6 +1201,7 @@ impl<'a> Compiler<'a> {
             let expected = match (min, max) {
                 (1, 1) => "exactly 1 argument".to_string(),
                 (1, 2) => "1 or 2 arguments".to_string(),
+                (2, 2) => "exactly 2 arguments".to_string(),
                 _ => "at least 1 argument".to_string(),
             };
             let msg = format!("`{name}` takes {expected}, found {}", args.len());
@@ -1231,6 +1244,22 @@ impl<'a> Compiler<'a> {
             }
             Func::Concat => Some(Type::String),
             Func::Coalesce => None,
+            Func::DateTrunc => {
+                let unit_ok = matches!(&compiled[0].node, Node::Const(Value::Str(u))
+                    if TRUNC_UNITS.iter().any(|(n, _)| n.eq_ignore_ascii_case(u)));
+                if !unit_ok {
+                    let units: Vec<&str> = TRUNC_UNITS.iter().map(|u| u.0).collect();
+                    let msg = format!(
+                        "the first argument of `date_trunc` must be one of '{}'",
+                        units.join("', '")
+                    );
+                    return self.fail("E0305", self.span(args[0]), msg, "not a unit", None);
+                }
+                if !matches!(compiled[1].ty, None | Some(Type::Timestamp)) {
+                    return self.mismatch(args[1], "`timestamp`", compiled[1].ty);
+                }
+                Some(Type::Timestamp)
+            }
         };
         let nodes = if func == Func::Coalesce {
             let (nodes, t) = self.unify(compiled.into_iter().zip(args).collect())?;
@@ -1257,6 +1286,7 @@ impl<'a> Compiler<'a> {
             "min" => AggFunc::Min,
             "max" => AggFunc::Max,
             "avg" => AggFunc::Avg,
+            "count_distinct" => AggFunc::CountDistinct,
             _ => {
                 let help = did_you_mean(&name, AGGREGATES).map(|s| format!("did you mean `{s}`?"));
                 let msg = format!("unknown aggregate function `{name}`");
@@ -1286,6 +1316,7 @@ impl<'a> Compiler<'a> {
                 })
             }
             (AggFunc::Count, true, Some(_)) => AggFunc::CountDistinct,
+            (AggFunc::CountDistinct, _, Some(_)) => AggFunc::CountDistinct,
             (_, false, Some(_)) => func,
             _ => {
                 let msg = "DISTINCT and `*` are only allowed in `count(DISTINCT x)` and `count(*)`";
@@ -1615,6 +1646,22 @@ fn call(func: Func, args: &[Node], row: &[Value]) -> Value {
             Value::Float(f) => Value::float(f.get().ceil()),
             _ => Value::Null,
         },
+        Func::DateTrunc => match (&*arg(0), &*arg(1)) {
+            (Value::Str(unit), Value::Time(t)) => {
+                let len = TRUNC_UNITS
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(unit))
+                    .map_or(1, |u| u.1);
+                // Weeks start on Monday; the epoch was a Thursday.
+                let offset = if len == 7 * 86_400_000 {
+                    3 * 86_400_000
+                } else {
+                    0
+                };
+                Value::Time(t - (t + offset).rem_euclid(len))
+            }
+            _ => Value::Null,
+        },
         Func::Round => {
             let digits = if args.len() > 1 {
                 arg(1).as_i64()
@@ -1797,6 +1844,22 @@ mod tests {
         assert_eq!(c("(id)").as_field(), Some(0));
         assert_eq!(c("id + 0").as_field(), None);
         assert_eq!(ev("qty"), Value::Null);
+    }
+
+    #[test]
+    fn date_trunc_floors_to_utc_units() {
+        // 1_000_000 ms = 1970-01-01T00:16:40Z
+        assert_eq!(ev("date_trunc('minute', ts)"), Value::Time(960_000));
+        assert_eq!(ev("date_trunc('HOUR', ts)"), Value::Time(0));
+        assert_eq!(ev("date_trunc('second', ts)"), Value::Time(1_000_000));
+        // The week of 1970-01-01 (a Thursday) began on Monday 1969-12-29.
+        assert_eq!(ev("date_trunc('week', ts)"), Value::Time(-3 * 86_400_000));
+        assert_eq!(c("date_trunc('day', ts)").ty(), Some(Type::Timestamp));
+        assert_eq!(
+            err1("date_trunc('fortnight', ts)"),
+            ("E0305", "'fortnight'".into())
+        );
+        assert_eq!(err1("date_trunc('day', name)").0, "E0303");
     }
 
     #[test]
