@@ -1,7 +1,7 @@
 //! The one explicit list of node types. Built-ins are registered here exactly as a user-written
 //! transform would be: add a factory to [`TRANSFORMS`].
 
-use crate::operators::{aggregate, filter, join, rank, select, union, TransformFactory};
+use crate::operators::{aggregate, filter, join, rank, route, select, union, TransformFactory};
 
 /// Every transform type.
 pub static TRANSFORMS: &[&dyn TransformFactory] = &[
@@ -13,6 +13,7 @@ pub static TRANSFORMS: &[&dyn TransformFactory] = &[
     &rank::TopKFactory,
     &rank::DedupFactory,
     &rank::DistinctFactory,
+    &route::RouteFactory,
 ];
 
 /// The transform factory called `name`.
@@ -35,8 +36,14 @@ mod tests {
             for source in ["orders", "eu_orders", "us_orders"] {
                 text.push_str(&format!("[sources.{source}]\ntype = \"csv\"\npath = \"data/orders.csv\"\nschema = {schema}\n\n"));
             }
+            // A transform with named outputs is read as `t.PORT`; the route example has `big`.
+            let output = if factory.name() == "route" {
+                "t.big"
+            } else {
+                "t"
+            };
             text.push_str(&format!(
-                "[transforms.t]\n{}\n[sinks.s]\ntype = \"stdout\"\ninput = \"t\"\n",
+                "[transforms.t]\n{}\n[sinks.s]\ntype = \"stdout\"\ninput = \"{output}\"\n",
                 factory.example()
             ));
             let file = SourceFile {

@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod filter;
 pub mod join;
 pub mod rank;
+pub mod route;
 pub mod select;
 pub mod union;
 pub mod window;
@@ -88,6 +89,22 @@ pub trait TransformConfig: Send + Sync {
         inputs: &[InputInfo<'_>],
         ctx: &PlanCtx<'_>,
     ) -> Result<PlannedTransform, Vec<Diagnostic>>;
+
+    /// Names of its outputs when it has several (`route`); downstream nodes read `NAME.PORT`.
+    /// Empty (the default) means one output, read as `NAME`.
+    fn ports(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Plans the output `port` (an index into [`TransformConfig::ports`]).
+    fn plan_port(
+        &self,
+        _port: usize,
+        inputs: &[InputInfo<'_>],
+        ctx: &PlanCtx<'_>,
+    ) -> Result<PlannedTransform, Vec<Diagnostic>> {
+        self.plan(inputs, ctx)
+    }
 }
 
 /// A transform ready to run.

@@ -332,7 +332,7 @@ impl TransformFactory for DistinctFactory {
         "each distinct row once (of `fields`, or of whole rows)"
     }
     fn example(&self) -> &'static str {
-        "type = \"distinct\"\ninput = \"orders\"\nfields = [\"customer_id\", \"category\"]\n"
+        "type = \"distinct\"\ninput = \"orders\"\nfields = [\"category\", \"status\"]\n"
     }
     fn configure(&self, params: &mut Params<'_>) -> Option<Box<dyn TransformConfig>> {
         let fields = params.str_list("fields");

@@ -12,9 +12,10 @@ use crate::diag::{Diagnostic, SourceFile};
 use crate::operators::{FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig};
 use crate::record::Schema;
 use crate::registry;
-use crate::spec::{Params, PipelineSpec, Role, Sp};
+use crate::spec::{NodeSpec, Params, PipelineSpec, Role, Sp};
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 pub use crate::record::time::TimeDomain;
 
@@ -94,7 +95,8 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
 
     enum Configured {
         Source(SourceConfig),
-        Transform(Box<dyn TransformConfig>),
+        /// A transform, and which of its named outputs this node is (for `route`).
+        Transform(Arc<dyn TransformConfig>, Option<usize>),
         Sink(SinkConfig),
     }
     let mut configured = Vec::new();
@@ -147,7 +149,9 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                         .at(node.name.span.clone(), "wrong number of inputs"),
                     );
                 }
-                factory.configure(&mut params).map(Configured::Transform)
+                factory
+                    .configure(&mut params)
+                    .map(|c| Configured::Transform(Arc::from(c), None))
             }
             Role::Sink => {
                 if node.inputs.len() > 1 {
@@ -167,14 +171,32 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    let configured: Vec<Configured> = configured
-        .into_iter()
-        .map(|c| c.expect("no diagnostics means configured"))
-        .collect();
+    // A transform with named outputs (`route`) becomes one graph node per output, named
+    // `NAME.PORT`; from here on the graph is made of these nodes.
+    let mut graph_nodes: Vec<NodeSpec> = Vec::new();
+    let mut graph_configs: Vec<Configured> = Vec::new();
+    for (node, c) in spec.nodes.iter().zip(configured) {
+        match c.expect("no diagnostics means configured") {
+            Configured::Transform(t, _) if !t.ports().is_empty() => {
+                for (k, port) in t.ports().iter().enumerate() {
+                    let mut n = node.clone();
+                    n.name.value = format!("{}.{port}", node.name.value);
+                    graph_nodes.push(n);
+                    graph_configs.push(Configured::Transform(t.clone(), Some(k)));
+                }
+            }
+            c => {
+                graph_nodes.push(node.clone());
+                graph_configs.push(c);
+            }
+        }
+    }
+    let gnodes = &graph_nodes;
+    let configured = graph_configs;
 
     // Phase 2: the graph.
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in spec.nodes.iter().enumerate() {
+    for (i, node) in gnodes.iter().enumerate() {
         if let Some(&first) = index.get(node.name.value.as_str()) {
             diags.push(
                 Diagnostic::error(
@@ -182,7 +204,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     format!("duplicate node name `{}`", node.name.value),
                 )
                 .at(node.name.span.clone(), "second node with this name")
-                .also(spec.nodes[first].name.span.clone(), "first defined here")
+                .also(gnodes[first].name.span.clone(), "first defined here")
                 .help("node names must be unique across sources, transforms and sinks"),
             );
         } else {
@@ -190,11 +212,11 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         }
     }
     let mut edges: Vec<Vec<usize>> = Vec::new();
-    for node in &spec.nodes {
+    for node in gnodes {
         let mut ins = Vec::new();
         for input in &node.inputs {
             match index.get(input.value.as_str()) {
-                Some(&j) if spec.nodes[j].role == Role::Sink => diags.push(
+                Some(&j) if gnodes[j].role == Role::Sink => diags.push(
                     Diagnostic::error(
                         "E0205",
                         format!("`{}` reads from sink `{}`", node.name.value, input.value),
@@ -222,7 +244,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         }
         edges.push(ins);
     }
-    if !spec.nodes.iter().any(|n| n.role == Role::Sink) {
+    if !gnodes.iter().any(|n| n.role == Role::Sink) {
         diags.push(
             Diagnostic::error("E0206", "the pipeline has no sink")
                 .at(spec.settings.span.clone(), "nothing would be written")
@@ -237,15 +259,15 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
         Err(cycle) => {
             let path = cycle
                 .iter()
-                .map(|&i| spec.nodes[i].name.value.as_str())
+                .map(|&i| gnodes[i].name.value.as_str())
                 .collect::<Vec<_>>()
                 .join(" → ");
-            let first = &spec.nodes[cycle[0]];
+            let first = &gnodes[cycle[0]];
             let mut d = Diagnostic::error("E0204", format!("the pipeline has a cycle: {path}"))
                 .at(first.name.span.clone(), "this node depends on itself")
                 .help("pipelines are acyclic: remove one of these inputs");
             for &i in &cycle[1..cycle.len() - 1] {
-                d = d.also(spec.nodes[i].name.span.clone(), "part of the cycle");
+                d = d.also(gnodes[i].name.span.clone(), "part of the cycle");
             }
             return Err(vec![d]);
         }
@@ -253,11 +275,11 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
 
     // Phase 3: schemas and expressions, inputs first.
     let mut slots: Vec<Option<Configured>> = configured.into_iter().map(Some).collect();
-    let mut position = vec![usize::MAX; spec.nodes.len()];
+    let mut position = vec![usize::MAX; gnodes.len()];
     let mut nodes: Vec<PlanNode> = Vec::new();
-    let mut failed = vec![false; spec.nodes.len()];
+    let mut failed = vec![false; gnodes.len()];
     for &i in &order {
-        let node = &spec.nodes[i];
+        let node = &gnodes[i];
         position[i] = nodes.len();
         let inputs: Vec<usize> = edges[i].iter().map(|&j| position[j]).collect();
         let kind_name = node.kind.value.clone();
@@ -288,7 +310,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     _ => Ok((input.schema.clone(), input.retracting, input.event_time, NodeKind::Sink(cfg))),
                 }
             }
-            Configured::Transform(cfg) => {
+            Configured::Transform(cfg, port) => {
                 let infos: Vec<InputInfo<'_>> = inputs
                     .iter()
                     .map(|&j| InputInfo {
@@ -302,7 +324,11 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
                     file: &spec.file,
                     node_span: node.name.span.clone(),
                 };
-                cfg.plan(&infos, &ctx).map(|p| {
+                match port {
+                    Some(k) => cfg.plan_port(k, &infos, &ctx),
+                    None => cfg.plan(&infos, &ctx),
+                }
+                .map(|p| {
                     (
                         p.schema.clone(),
                         p.retracting,
@@ -399,7 +425,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             continue;
         };
         let Some(w) = p.window else { continue };
-        let span = spec.nodes[order[k]].name.span.clone();
+        let span = gnodes[order[k]].name.span.clone();
         match (time, w.kind) {
             (TimeDomain::Position { .. }, _) => diags.push(
                 Diagnostic::error("E0308", "windows need event time, but the sources have no `event_time`")
@@ -470,7 +496,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
 
     // Phase 4: the environment.
     let mut outputs: HashMap<std::path::PathBuf, &Sp<String>> = HashMap::new();
-    for (n, node) in nodes.iter().zip(order.iter().map(|&i| &spec.nodes[i])) {
+    for (n, node) in nodes.iter().zip(order.iter().map(|&i| &gnodes[i])) {
         match &n.kind {
             NodeKind::Source(cfg) => {
                 if let Err(d) = connectors::check_source_file(cfg) {
