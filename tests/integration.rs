@@ -6,6 +6,7 @@ mod integration {
     pub mod cli;
     pub mod errors;
     pub mod golden;
+    pub mod operators;
     pub mod oracle;
     pub mod support;
     pub mod windows;
