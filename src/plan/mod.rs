@@ -364,22 +364,9 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
             _ => None,
         })
         .collect();
+    // In an event-time pipeline, a source without `event_time` is a table: all of its rows
+    // hold from the start (time zero), like a dimension table that events are joined with.
     let with_time = sources.iter().filter(|s| s.event_time.is_some()).count();
-    if with_time != 0 && with_time != sources.len() {
-        let span = spec
-            .nodes
-            .iter()
-            .find(|n| n.role == Role::Source)
-            .map(|n| n.name.span.clone())
-            .unwrap_or(0..0);
-        diags.push(
-            Diagnostic::error("E0308", "some sources have `event_time` and some do not")
-                .at(span, "time domains differ")
-                .help(
-                    "give every source an `event_time`, or none (then record position is the time)",
-                ),
-        );
-    }
     if tick.is_some() && with_time == 0 {
         diags.push(
             Diagnostic::error(

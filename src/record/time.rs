@@ -37,7 +37,12 @@ impl TimeDomain {
         }
     }
 
-    /// The tick a record belongs to, given its event time (ms) or position.
+    /// Whether ticks are event time (rather than record positions).
+    pub fn is_event(&self) -> bool {
+        matches!(self, TimeDomain::Event { .. })
+    }
+
+    /// The tick that time `t` (event time in ms, or a record position) falls in.
     pub fn tick_of(&self, t: u64) -> u64 {
         match *self {
             TimeDomain::Event { tick_ms } => t - t % tick_ms,

@@ -335,6 +335,8 @@ fn process_chunk<E: Emitter>(
                 running_max = Some(running_max.map_or(t, |m| m.max(t)));
                 t as u64
             }
+            // A table in an event-time pipeline: every row holds from time zero.
+            None if task.time.is_event() => 0,
             None => batch.positions[i],
         };
         let diff = match &task.change {
@@ -374,6 +376,7 @@ fn process_chunk<E: Emitter>(
         Some((_, lateness)) => running_max.map_or(0, |m| {
             task.time.tick_of((m - lateness as i64).max(0) as u64)
         }),
+        None if task.time.is_event() => 0,
         None => task.time.tick_of(chunk.end_position),
     }
 }
