@@ -350,7 +350,7 @@ fn resolve_change(
     }
     let map = match (schema.fields[field].ty, c.insert, c.delete) {
         (Type::Int, None, None) => ChangeMap::Signed,
-        (Type::String, Some(insert), Some(delete)) if !insert.is_empty() && !delete.is_empty() => {
+        (Type::String, Some(insert), Some(delete)) if !insert.is_empty() || !delete.is_empty() => {
             let text = |v: Vec<crate::spec::Sp<String>>| v.into_iter().map(|s| s.value).collect();
             ChangeMap::Labels {
                 insert: text(insert),
