@@ -34,7 +34,7 @@
 //! Speed: lines are formatted with `itoa` and a cached date prefix into one reused buffer that
 //! is written out in 64 KiB pieces; users wait in a binary heap ordered by their next event.
 
-use super::{below, pick, unit, zipf_cdf, DateCache};
+use super::{below, exponential, log_uniform, pick, unit, zipf_cdf, DateCache};
 use crate::record::{Schema, Type};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -304,19 +304,6 @@ struct User {
     last_product: Option<u16>,
     /// Factor on this user's break lengths.
     activity: f64,
-}
-
-// The small helpers below (`zipf_cdf`, `pick`, `unit`, `below`, `DateCache`) repeat those of
-// the orders generator, so that this file also builds on its own.
-
-/// A log-uniform float between `lo` and `hi`.
-fn log_uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
-    (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
-}
-
-/// An exponential draw with the given mean.
-fn exponential(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
-    -(1.0 - unit(rng)).ln() * mean
 }
 
 /// Length of a break between two visits of a user (ms).
