@@ -17,6 +17,7 @@
 //! is written out in 64 KiB pieces; 10M rows take a few seconds.
 
 pub mod clickstream;
+pub mod ecommerce;
 pub mod social;
 
 use crate::record::{time, Schema, Type};
@@ -605,6 +606,11 @@ impl<'a> CsvOut<'a> {
 
     pub(crate) fn text(&mut self, s: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(s);
+        self
+    }
+
+    pub(crate) fn cents(&mut self, cents: u64) -> &mut Self {
+        push_cents(&mut self.buf, &mut self.ints, cents);
         self
     }
 
