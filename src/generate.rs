@@ -17,6 +17,7 @@
 //! is written out in 64 KiB pieces; 10M rows take a few seconds.
 
 pub mod clickstream;
+pub mod clickstream_dir;
 pub mod ecommerce;
 pub mod social;
 
