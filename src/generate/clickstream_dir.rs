@@ -225,6 +225,17 @@ mod tests {
     }
 
     #[test]
+    fn committed_samples_are_current() {
+        // data/clickstream_users.csv and data/clickstream_deletions.csv come from the folder
+        // written with the settings of data/clickstream.csv (see data/README.md).
+        let files = clickstream_files_bytes(&cfg(30_000, 42));
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        assert!(std::fs::read(data.join("clickstream.csv")).unwrap() == files.clickstream);
+        assert!(std::fs::read(data.join("clickstream_users.csv")).unwrap() == files.users);
+        assert!(std::fs::read(data.join("clickstream_deletions.csv")).unwrap() == files.deletions);
+    }
+
+    #[test]
     fn users_cover_every_user_and_parse() {
         let c = cfg(1000, 1);
         let files = clickstream_files_bytes(&c);

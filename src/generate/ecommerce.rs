@@ -616,6 +616,21 @@ mod tests {
     }
 
     #[test]
+    fn committed_sample_is_current() {
+        // data/ecommerce is `eventflow generate ecommerce --events 40000 --seed 42`; a change
+        // here means regenerating it (see data/README.md).
+        let files = ecommerce_bytes(&cfg(40_000, 42));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ecommerce");
+        for (name, bytes) in ["orders", "payments", "cancellations", "inventory"]
+            .into_iter()
+            .zip(all_files(&files))
+        {
+            let committed = std::fs::read(dir.join(format!("{name}.csv"))).unwrap();
+            assert!(&committed == bytes, "{name}");
+        }
+    }
+
+    #[test]
     fn every_row_parses_and_refers_to_an_earlier_order() {
         let events = 60_000;
         let c = cfg(events, 1);

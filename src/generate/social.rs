@@ -527,6 +527,16 @@ mod tests {
     }
 
     #[test]
+    fn committed_sample_is_current() {
+        // data/social is `eventflow generate social --events 30000 --seed 42`; a change here
+        // means regenerating it (see data/README.md).
+        let files = social_bytes(&cfg(30_000, 42));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/social");
+        assert!(std::fs::read(dir.join("follows.csv")).unwrap() == files.follows);
+        assert!(std::fs::read(dir.join("posts.csv")).unwrap() == files.posts);
+    }
+
+    #[test]
     fn every_row_parses_and_looks_real() {
         let events = 60_000;
         let c = cfg(events, 1);
