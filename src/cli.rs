@@ -44,20 +44,22 @@ enum Command {
         /// Pipeline file (TOML).
         file: PathBuf,
     },
-    /// Write a deterministic sample dataset.
+    /// Write a deterministic sample dataset: one CSV file, or a folder of related CSV files.
     Generate {
         /// Which dataset.
         dataset: Dataset,
-        /// Number of events.
+        /// Number of events: data lines over all files of the dataset (for clickstream, the
+        /// lines of clickstream.csv; see each dataset for the split).
         #[arg(long, default_value_t = 100_000)]
         events: u64,
         /// Random seed; the same seed gives the same bytes.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Share of malformed records to include, e.g. 0.01.
+        /// Share of malformed records to include in the event files, e.g. 0.01.
         #[arg(long, default_value_t = 0.0)]
         malformed_share: f64,
-        /// Output file.
+        /// Output: a folder (created if needed) for the dataset's files; for orders and
+        /// clickstream, a path ending in `.csv` writes the event file alone.
         #[arg(long)]
         out: PathBuf,
     },
@@ -86,10 +88,96 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Dataset {
-    /// E-commerce orders (CSV): order_id, ts, customer_id, category, product, quantity, unit_price, amount, status.
+    /// E-commerce orders: orders.csv (order_id, ts, customer_id, category, product, quantity, unit_price, amount, status).
     Orders,
-    /// Website clicks (CSV): event_id, ts, user_id, page, event_type, referrer.
+    /// Website clicks: clickstream.csv (event_id, ts, user_id, page, event_type, referrer); as a folder also users.csv and deletions.csv (bot views to retract).
     Clickstream,
+    /// Social network, a folder: follows.csv (ts, follower, followee, op) about 30% and posts.csv (post_id, ts, author, hashtag, text) about 70% of the events.
+    Social,
+    /// Online shop, a folder: orders.csv 46%, payments.csv 39%, cancellations.csv 2%, inventory.csv 12% of the events.
+    Ecommerce,
+}
+
+/// Writes a generated dataset to `out`: a single `.csv` file where the dataset allows it,
+/// else a folder. Returns a description of what was written.
+fn generate(
+    dataset: Dataset,
+    events: u64,
+    seed: u64,
+    malformed_share: f64,
+    out: &Path,
+) -> std::io::Result<String> {
+    use crate::generate::{clickstream, clickstream_dir, ecommerce, social};
+    let single_file = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let orders = crate::generate::OrdersConfig {
+        events,
+        seed,
+        malformed_share,
+        ..Default::default()
+    };
+    let clicks = clickstream::ClickstreamConfig {
+        events,
+        seed,
+        malformed_share,
+        ..Default::default()
+    };
+    let (path, files) = match dataset {
+        Dataset::Orders | Dataset::Clickstream if single_file => {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+            if let Dataset::Orders = dataset {
+                crate::generate::write_orders_csv(&orders, &mut w)?;
+            } else {
+                clickstream::write_clickstream_csv(&clicks, &mut w)?;
+            }
+            std::io::Write::flush(&mut w)?;
+            return Ok(format!("{}", out.display()));
+        }
+        Dataset::Social | Dataset::Ecommerce if single_file => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "this dataset has several files: give --out a folder, not a .csv file",
+            ));
+        }
+        Dataset::Orders => {
+            std::fs::create_dir_all(out)?;
+            let mut w = crate::generate::create_in(out, "orders.csv")?;
+            crate::generate::write_orders_csv(&orders, &mut w)?;
+            (out, "orders.csv")
+        }
+        Dataset::Clickstream => {
+            clickstream_dir::write_clickstream_dir(&clicks, out)?;
+            (out, "clickstream.csv, users.csv, deletions.csv")
+        }
+        Dataset::Social => {
+            let cfg = social::SocialConfig {
+                events,
+                seed,
+                malformed_share,
+                ..Default::default()
+            };
+            social::write_social(&cfg, out)?;
+            (out, "follows.csv, posts.csv")
+        }
+        Dataset::Ecommerce => {
+            let cfg = ecommerce::EcommerceConfig {
+                events,
+                seed,
+                malformed_share,
+                ..Default::default()
+            };
+            ecommerce::write_ecommerce(&cfg, out)?;
+            (
+                out,
+                "orders.csv, payments.csv, cancellations.csv, inventory.csv",
+            )
+        }
+    };
+    Ok(format!("{} ({files})", path.display()))
 }
 
 /// Parses arguments and runs the command; returns the process exit code
@@ -163,50 +251,19 @@ pub fn main() -> ExitCode {
             seed,
             malformed_share,
             out,
-        } => {
-            let result = (|| -> std::io::Result<()> {
-                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let mut w =
-                    std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-                match dataset {
-                    Dataset::Orders => {
-                        let cfg = crate::generate::OrdersConfig {
-                            events,
-                            seed,
-                            malformed_share,
-                            ..Default::default()
-                        };
-                        crate::generate::write_orders_csv(&cfg, &mut w)?;
-                    }
-                    Dataset::Clickstream => {
-                        let cfg = crate::generate::clickstream::ClickstreamConfig {
-                            events,
-                            seed,
-                            malformed_share,
-                            ..Default::default()
-                        };
-                        crate::generate::clickstream::write_clickstream_csv(&cfg, &mut w)?;
-                    }
-                }
-                std::io::Write::flush(&mut w)
-            })();
-            match result {
-                Ok(()) => {
-                    eprintln!(
-                        "wrote {events} {} events to {}",
-                        format!("{dataset:?}").to_lowercase(),
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: cannot write `{}`: {e}", out.display());
-                    ExitCode::from(2)
-                }
+        } => match generate(dataset, events, seed, malformed_share, &out) {
+            Ok(written) => {
+                eprintln!(
+                    "wrote {events} {} events to {written}",
+                    format!("{dataset:?}").to_lowercase()
+                );
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: cannot write `{}`: {e}", out.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Bench {
             file,
             events,

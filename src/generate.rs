@@ -17,11 +17,16 @@
 //! is written out in 64 KiB pieces; 10M rows take a few seconds.
 
 pub mod clickstream;
+pub mod clickstream_dir;
+pub mod ecommerce;
+pub mod social;
 
 use crate::record::{time, Schema, Type};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
 /// Settings of the orders generator. The output is a pure function of these.
 #[derive(Clone, Debug, PartialEq)]
@@ -235,31 +240,32 @@ const CATEGORIES: [CategoryDef; 8] = [
 ];
 
 /// Order quantities 1..=5 and their cumulative probabilities.
-const QUANTITY_CDF: [f64; 5] = [0.55, 0.77, 0.89, 0.96, 1.0];
+pub(crate) const QUANTITY_CDF: [f64; 5] = [0.55, 0.77, 0.89, 0.96, 1.0];
 
 /// One product of the catalogue, with its CSV text prepared.
-struct Product {
+pub(crate) struct Product {
     /// The name as a CSV field (quoted if it holds a comma).
-    csv_name: Vec<u8>,
-    price_cents: u64,
+    pub(crate) csv_name: Vec<u8>,
+    pub(crate) price_cents: u64,
 }
 
-struct Category {
-    name: &'static str,
-    products: Vec<Product>,
+pub(crate) struct Category {
+    pub(crate) name: &'static str,
+    pub(crate) products: Vec<Product>,
     /// Cumulative popularity of `products` (Zipf-like), ending at 1.0.
-    cdf: Vec<f64>,
+    pub(crate) cdf: Vec<f64>,
 }
 
-/// The fixed product catalogue.
-struct Catalogue {
-    categories: Vec<Category>,
+/// The fixed product catalogue (shared with the e-commerce generator, so a product has the same
+/// price in both datasets).
+pub(crate) struct Catalogue {
+    pub(crate) categories: Vec<Category>,
     /// Cumulative popularity of `categories`.
-    cdf: Vec<f64>,
+    pub(crate) cdf: Vec<f64>,
 }
 
 impl Catalogue {
-    fn new() -> Catalogue {
+    pub(crate) fn new() -> Catalogue {
         let mut rng = ChaCha8Rng::seed_from_u64(CATALOGUE_SEED);
         let categories = CATEGORIES
             .iter()
@@ -490,10 +496,165 @@ impl Corruption {
 }
 
 /// Appends cents as a decimal with two places (`1299` → `12.99`).
-fn push_cents(buf: &mut Vec<u8>, ints: &mut itoa::Buffer, cents: u64) {
+pub(crate) fn push_cents(buf: &mut Vec<u8>, ints: &mut itoa::Buffer, cents: u64) {
     buf.extend_from_slice(ints.format(cents / 100).as_bytes());
     let rest = (cents % 100) as u8;
     buf.extend_from_slice(&[b'.', b'0' + rest / 10, b'0' + rest % 10]);
+}
+
+/// A log-uniform float between `lo` and `hi`.
+pub(crate) fn log_uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
+    (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
+}
+
+/// An exponential draw with the given mean.
+pub(crate) fn exponential(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
+    -(1.0 - unit(rng)).ln() * mean
+}
+
+/// How late a record arrives after its event time (ms): 0, or with chance `chance` a uniform
+/// lag in `0..=max_disorder`. Always one draw, plus one for a late record.
+pub(crate) fn draw_lag(rng: &mut ChaCha8Rng, chance: f64, max_disorder: i64) -> i64 {
+    if unit(rng) < chance && max_disorder > 0 {
+        below(rng, max_disorder as u64 + 1) as i64
+    } else {
+        0
+    }
+}
+
+/// The ways the newer generators (social, e-commerce) break a line when asked for malformed
+/// records. Each one makes the line a dead record when every column is parsed: the first two
+/// as `malformed`, the last two as `bad_value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Damage {
+    /// The last column is left out.
+    MissingColumn,
+    /// An extra column is added at the end.
+    ExtraColumn,
+    /// An integer column gets a letter prefix (`x17`).
+    BadInt,
+    /// An impossible or unreadable timestamp.
+    BadTime(&'static str),
+}
+
+impl Damage {
+    /// Whether the next line is damaged (chance `share`) and how. Draws nothing when `share` is
+    /// 0, so clean files never touch the stream.
+    pub(crate) fn draw(rng: &mut ChaCha8Rng, share: f64) -> Option<Damage> {
+        const BAD_TIMES: [&str; 3] = ["2024-13-01T00:00:00Z", "2024-02-30T12:00:00Z", "yesterday"];
+        if share <= 0.0 || unit(rng) >= share {
+            return None;
+        }
+        Some(match below(rng, 4) {
+            0 => Damage::MissingColumn,
+            1 => Damage::ExtraColumn,
+            2 => Damage::BadInt,
+            _ => Damage::BadTime(BAD_TIMES[below(rng, 3) as usize]),
+        })
+    }
+}
+
+/// One CSV output of a generator: lines are formatted into `buf`, which goes to `out` in
+/// [`FLUSH_BYTES`] pieces. The small push helpers keep the generators' line code short.
+pub(crate) struct CsvOut<'a> {
+    pub(crate) buf: Vec<u8>,
+    out: &'a mut dyn Write,
+    ints: itoa::Buffer,
+    dates: DateCache,
+    /// Where the current line starts in `buf`.
+    line_start: usize,
+}
+
+impl<'a> CsvOut<'a> {
+    /// An output that starts with `header` (which ends in a newline).
+    pub(crate) fn new(out: &'a mut dyn Write, header: &str) -> CsvOut<'a> {
+        let mut buf = Vec::with_capacity(FLUSH_BYTES + 512);
+        buf.extend_from_slice(header.as_bytes());
+        CsvOut {
+            line_start: buf.len(),
+            buf,
+            out,
+            ints: itoa::Buffer::new(),
+            dates: DateCache::default(),
+        }
+    }
+
+    pub(crate) fn int(&mut self, v: impl itoa::Integer) -> &mut Self {
+        self.buf.extend_from_slice(self.ints.format(v).as_bytes());
+        self
+    }
+
+    /// An integer, prefixed with `x` when the line's damage is [`Damage::BadInt`].
+    pub(crate) fn int_or_bad(
+        &mut self,
+        v: impl itoa::Integer,
+        damage: Option<Damage>,
+    ) -> &mut Self {
+        if damage == Some(Damage::BadInt) {
+            self.buf.push(b'x');
+        }
+        self.int(v)
+    }
+
+    /// An ISO-8601 timestamp, or the bad text of [`Damage::BadTime`].
+    pub(crate) fn ts(&mut self, ms: i64, damage: Option<Damage>) -> &mut Self {
+        match damage {
+            Some(Damage::BadTime(text)) => self.buf.extend_from_slice(text.as_bytes()),
+            _ => self.dates.push_iso8601(&mut self.buf, ms),
+        }
+        self
+    }
+
+    pub(crate) fn text(&mut self, s: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(s);
+        self
+    }
+
+    pub(crate) fn cents(&mut self, cents: u64) -> &mut Self {
+        push_cents(&mut self.buf, &mut self.ints, cents);
+        self
+    }
+
+    pub(crate) fn comma(&mut self) -> &mut Self {
+        self.buf.push(b',');
+        self
+    }
+
+    /// Ends the line, applying a column-count damage, and writes the buffer out when it is
+    /// full. Callers never put a quoted field last, so the last comma starts the last column.
+    pub(crate) fn end_line(&mut self, damage: Option<Damage>) -> io::Result<()> {
+        match damage {
+            Some(Damage::MissingColumn) => {
+                let line = &self.buf[self.line_start..];
+                if let Some(comma) = line.iter().rposition(|&b| b == b',') {
+                    self.buf.truncate(self.line_start + comma);
+                }
+            }
+            Some(Damage::ExtraColumn) => self.buf.extend_from_slice(b",extra"),
+            _ => {}
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= FLUSH_BYTES {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.line_start = self.buf.len();
+        Ok(())
+    }
+
+    /// Writes what is left and flushes.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.out.flush()
+    }
+}
+
+/// Creates `dir/name` for writing, through a 1 MiB buffer.
+pub(crate) fn create_in(dir: &Path, name: &str) -> io::Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        File::create(dir.join(name))?,
+    ))
 }
 
 /// Formats `YYYY-MM-DDTHH:MM:SS.mmmZ`, caching the date part (timestamps mostly stay on one

@@ -34,7 +34,7 @@
 //! Speed: lines are formatted with `itoa` and a cached date prefix into one reused buffer that
 //! is written out in 64 KiB pieces; users wait in a binary heap ordered by their next event.
 
-use super::{below, pick, unit, zipf_cdf, DateCache};
+use super::{below, exponential, log_uniform, pick, unit, zipf_cdf, DateCache};
 use crate::record::{Schema, Type};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -306,19 +306,6 @@ struct User {
     activity: f64,
 }
 
-// The small helpers below (`zipf_cdf`, `pick`, `unit`, `below`, `DateCache`) repeat those of
-// the orders generator, so that this file also builds on its own.
-
-/// A log-uniform float between `lo` and `hi`.
-fn log_uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
-    (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
-}
-
-/// An exponential draw with the given mean.
-fn exponential(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
-    -(1.0 - unit(rng)).ln() * mean
-}
-
 /// Length of a break between two visits of a user (ms).
 fn break_ms(rng: &mut ChaCha8Rng, activity: f64) -> i64 {
     let range = if unit(rng) < SHORT_BREAK_SHARE {
@@ -454,6 +441,20 @@ struct LineWriter {
 }
 
 impl LineWriter {
+    /// [`LineWriter::push`], then shows the line to `observe`.
+    fn push_observed(&mut self, e: &Event, pages: &Pages, observe: &mut dyn FnMut(&Written)) {
+        let start = self.buf.len();
+        self.push(e, pages);
+        observe(&Written {
+            ts: e.ts,
+            event_id: e.id,
+            user: e.user,
+            view: e.kind == Kind::View,
+            damaged: e.corruption.is_some(),
+            line: &self.buf[start..self.buf.len() - 1],
+        });
+    }
+
     fn push(&mut self, e: &Event, pages: &Pages) {
         let buf = &mut self.buf;
         if e.corruption == Some(Corruption::EventId) {
@@ -494,6 +495,31 @@ impl LineWriter {
 /// # Errors
 /// Whatever `out` returns.
 pub fn write_clickstream_csv(cfg: &ClickstreamConfig, out: &mut dyn Write) -> io::Result<()> {
+    write_clickstream_observed(cfg, out, &mut |_| {})
+}
+
+/// A clickstream line as it is written, shown to the observer of
+/// [`write_clickstream_observed`].
+pub(crate) struct Written<'a> {
+    /// Event time (epoch ms).
+    pub(crate) ts: i64,
+    pub(crate) event_id: u64,
+    pub(crate) user: u32,
+    /// Whether the event is a page view.
+    pub(crate) view: bool,
+    /// Whether the line was broken on purpose (`malformed_share`).
+    pub(crate) damaged: bool,
+    /// The line, without its newline.
+    pub(crate) line: &'a [u8],
+}
+
+/// [`write_clickstream_csv`], calling `observe` with every data line in file order. The bytes
+/// written do not depend on the observer.
+pub(crate) fn write_clickstream_observed(
+    cfg: &ClickstreamConfig,
+    out: &mut dyn Write,
+    observe: &mut dyn FnMut(&Written),
+) -> io::Result<()> {
     let mut sim = Simulation::new(cfg.seed, cfg.start_ms);
     let mut corrupt_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     corrupt_rng.set_stream(1);
@@ -529,7 +555,7 @@ pub fn write_clickstream_csv(cfg: &ClickstreamConfig, out: &mut dyn Write) -> io
             if first.arrival > now {
                 break;
             }
-            w.push(first, &sim.pages);
+            w.push_observed(first, &sim.pages, observe);
             pending.pop();
         }
         if w.buf.len() >= FLUSH_BYTES {
@@ -538,7 +564,7 @@ pub fn write_clickstream_csv(cfg: &ClickstreamConfig, out: &mut dyn Write) -> io
         }
     }
     while let Some(Reverse(event)) = pending.pop() {
-        w.push(&event, &sim.pages);
+        w.push_observed(&event, &sim.pages, observe);
     }
     out.write_all(&w.buf)?;
     out.flush()
