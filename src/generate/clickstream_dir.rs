@@ -10,10 +10,12 @@
 //!   15 ISO 3166 codes with Zipf popularity (`US` first), `plan` is `free` (75%), `pro` (20%) or
 //!   `team` (5%), `signup_ts` lies in the five years before the start time, recent years more
 //!   likely. No disorder: it is a table, not a stream.
-//! - `deletions.csv`: the columns of `clickstream.csv` plus `op`, always `delete`. 2% of the
-//!   users are bots; a quarter of their page views are found out and deleted, about 0.5% of all
-//!   views. Each line is a verbatim copy of a `view` line of `clickstream.csv` (never a broken
-//!   one, never twice) followed by `,delete`, in `ts` order (ties by `event_id`).
+//! - `deletions.csv`: `deleted_at`, then the columns of `clickstream.csv`, then `op`, always
+//!   `delete`. 2% of the users are bots; a quarter of their page views are found out and
+//!   deleted, about 0.5% of all views, 1 minute to 2 hours (log-uniform) after the view. Each
+//!   line is `deleted_at,` followed by a verbatim copy of a `view` line of `clickstream.csv`
+//!   (never a broken one, never twice) and `,delete`, in `deleted_at` order (ties by
+//!   `event_id`).
 //!
 //! Determinism: the output depends only on the [`ClickstreamConfig`]. The events use ChaCha8
 //! streams 0 to 2 of the seed; the users table stream 3 and the bots stream 4, so the users
@@ -23,7 +25,7 @@
 use super::clickstream::{
     clickstream_schema, write_clickstream_observed, ClickstreamConfig, CLICKSTREAM_HEADER, USERS,
 };
-use super::{create_in, pick, unit, zipf_cdf, CsvOut};
+use super::{create_in, log_uniform, pick, unit, zipf_cdf, CsvOut};
 use crate::record::{Schema, Type};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,13 +42,15 @@ pub fn users_schema() -> Schema {
     ])
 }
 
-/// The schema of `deletions.csv`: the clickstream columns, then `op`.
+/// The schema of `deletions.csv`: `deleted_at`, the clickstream columns, then `op`.
 pub fn deletions_schema() -> Schema {
-    let mut fields: Vec<(String, Type)> = clickstream_schema()
-        .fields
-        .iter()
-        .map(|f| (f.name.clone(), f.ty))
-        .collect();
+    let mut fields: Vec<(String, Type)> = vec![("deleted_at".into(), Type::Timestamp)];
+    fields.extend(
+        clickstream_schema()
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.ty)),
+    );
     fields.push(("op".into(), Type::String));
     Schema::new(fields)
 }
@@ -54,7 +58,7 @@ pub fn deletions_schema() -> Schema {
 /// The header line of `users.csv` (with its newline).
 pub const USERS_HEADER: &str = "user_id,country,signup_ts,plan\n";
 /// The header line of `deletions.csv` (with its newline).
-pub const DELETIONS_HEADER: &str = "event_id,ts,user_id,page,event_type,referrer,op\n";
+pub const DELETIONS_HEADER: &str = "deleted_at,event_id,ts,user_id,page,event_type,referrer,op\n";
 
 /// Countries, most users first (Zipf popularity).
 const COUNTRIES: [&str; 15] = [
@@ -67,6 +71,8 @@ const SIGNUP_SPAN_MS: f64 = 157_788_000_000.0;
 /// Share of users that are bots, and share of a bot's page views that are deleted.
 const BOT_USER_SHARE: f64 = 0.02;
 const BOT_VIEW_SHARE: f64 = 0.25;
+/// How long after a bot's view it is found out and deleted, ms (log-uniform).
+const DETECTION_DELAY_MS: (f64, f64) = (60_000.0, 7_200_000.0);
 
 /// Writes the clickstream dataset into `dir` (created if needed): `clickstream.csv`,
 /// `users.csv` and `deletions.csv`.
@@ -99,23 +105,23 @@ pub fn write_clickstream_files(
     let is_bot: Vec<bool> = (0..USERS)
         .map(|_| unit(&mut bot_rng) < BOT_USER_SHARE)
         .collect();
-    // (ts, event id, line) of the deleted views.
+    // (deleted at, event id, line) of the deleted views.
     let mut deleted: Vec<(i64, u64, Vec<u8>)> = Vec::new();
     write_clickstream_observed(cfg, events, &mut |line| {
-        if line.view
-            && is_bot[line.user as usize - 1]
-            && unit(&mut bot_rng) < BOT_VIEW_SHARE
-            && !line.damaged
-        {
-            deleted.push((line.ts, line.event_id, line.line.to_vec()));
+        if line.view && is_bot[line.user as usize - 1] && unit(&mut bot_rng) < BOT_VIEW_SHARE {
+            // Drawn for broken lines too, so the other deletions do not depend on them.
+            let delay = log_uniform(&mut bot_rng, DETECTION_DELAY_MS) as i64;
+            if !line.damaged {
+                deleted.push((line.ts + delay, line.event_id, line.line.to_vec()));
+            }
         }
     })?;
 
     deleted.sort_unstable();
     let mut out = CsvOut::new(deletions, DELETIONS_HEADER);
-    debug_assert!(DELETIONS_HEADER.starts_with(CLICKSTREAM_HEADER.trim_end()));
-    for (_, _, line) in &deleted {
-        out.text(line).text(b",delete");
+    debug_assert!(DELETIONS_HEADER.contains(CLICKSTREAM_HEADER.trim_end()));
+    for (at, _, line) in &deleted {
+        out.ts(*at, None).comma().text(line).text(b",delete");
         out.end_line(None)?;
     }
     out.finish()
@@ -284,12 +290,19 @@ mod tests {
         let mut last_ts = i64::MIN;
         for (line, row) in lines(&files.deletions).into_iter().zip(deletions.rows()) {
             let copy = line.strip_suffix(b",delete").expect("op is delete");
+            let comma = copy.iter().position(|&b| b == b',').unwrap();
+            let copy = &copy[comma + 1..];
             assert!(views.contains(copy), "{}", String::from_utf8_lossy(line));
             assert!(seen.insert(copy), "deleted twice");
-            let ts = row[1].as_i64().unwrap();
-            assert!(ts >= last_ts, "not in ts order");
-            last_ts = ts;
-            assert_eq!(row[6].as_str(), Some("delete"));
+            let (at, ts) = (row[0].as_i64().unwrap(), row[2].as_i64().unwrap());
+            assert!(at >= last_ts, "not in deleted_at order");
+            assert!(
+                (60_000..=7_200_001).contains(&(at - ts)),
+                "deleted {} ms after the view",
+                at - ts
+            );
+            last_ts = at;
+            assert_eq!(row[7].as_str(), Some("delete"));
         }
         (deletions.len(), views.len())
     }
@@ -302,7 +315,7 @@ mod tests {
         assert!((0.003..0.008).contains(&share), "{share}");
         // Bot traffic: the deletions come from a few users.
         let b = parse_generated(&files.deletions, &deletions_schema(), 1 << 12);
-        let users: HashSet<i64> = b.rows().map(|r| r[2].as_i64().unwrap()).collect();
+        let users: HashSet<i64> = b.rows().map(|r| r[3].as_i64().unwrap()).collect();
         assert!(users.len() < 200 && users.len() > 20, "{}", users.len());
     }
 

@@ -10,7 +10,8 @@
 //! The model: `users` = `events / 10` (at least 1,000, at most 2,000,000; see
 //! [`SocialConfig::users`]) users with ids `1..=users`. Low ids are the popular users:
 //! followees are drawn with Zipf popularity (user 1 is the biggest celebrity), authors with a
-//! milder Zipf skew, followers with a skew towards low ids too (active users follow more).
+//! milder Zipf skew over a permutation of the ids (posting often is independent of being
+//! followed, see [`scatter`]), followers with a skew towards low ids too (active users follow more).
 //! One clock drives both files; each step is one line: a follow op with chance 30% overall
 //! (90% during the first 5% of the steps, a burst of follows so feeds fill up early), otherwise
 //! a post. 14% of follows are scheduled to be undone 20 s to 20 min later (log-uniform); a
@@ -118,6 +119,29 @@ pub const POSTS_HEADER: &str = "post_id,ts,author,hashtag,text\n";
 const EVENTS_PER_USER: u64 = 10;
 const MIN_USERS: u64 = 1_000;
 const MAX_USERS: u64 = 2_000_000;
+/// Maps a popularity rank to a user id, a bijection on `0..users` that spreads ranks apart.
+///
+/// Followee popularity uses ids directly (user 1 is the most followed), authors go through this
+/// permutation, so how often someone posts is independent of how many followers they have. If
+/// the two were the same ranking, the most followed user would also post the most and the feed
+/// would grow with the square of the skew: at 1M events, 150 feed rows per post instead of a few.
+fn scatter(rank: u64, users: u64) -> u64 {
+    // A stride coprime with `users` makes `rank * stride mod users` a permutation.
+    let mut stride = 7_919u64;
+    while gcd(stride, users) != 1 {
+        stride += 2;
+    }
+    (rank * stride + users / 3) % users
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// Zipf exponents of followee, author and hashtag popularity.
 const FOLLOWEE_SKEW: f64 = 0.9;
 const AUTHOR_SKEW: f64 = 0.7;
@@ -391,7 +415,7 @@ pub fn write_social_to(
             continue;
         }
 
-        let author = 1 + pick(&author_cdf, unit(&mut rng));
+        let author = 1 + scatter(pick(&author_cdf, unit(&mut rng)) as u64, u64::from(users));
         if trend.is_some_and(|(_, until)| clock > until) {
             trend = None;
         }
@@ -600,7 +624,11 @@ mod tests {
         }
         assert!(tags.len() > 150, "{}", tags.len());
         assert!(tags["#rust"] > 10 * tags["#rust2024"]);
-        assert!(authors[&1] > 20 * authors.get(&(users / 2)).copied().unwrap_or(1));
+        // The most prolific author (popularity rank 0) against a middling one.
+        let rank = |r: u64| 1 + scatter(r, users as u64) as i64;
+        assert!(
+            authors[&rank(0)] > 20 * authors.get(&rank(users as u64 / 2)).copied().unwrap_or(1)
+        );
         // A trend: some minor tag has a minute with a large share of the posts.
         let mut per_minute: HashMap<(i64, &str), u64> = HashMap::new();
         for row in p.rows() {

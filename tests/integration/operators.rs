@@ -24,7 +24,12 @@ fn opt(v: Option<i64>) -> String {
 
 impl Row {
     fn fields(&self) -> Vec<String> {
-        vec![self.id.to_string(), opt(self.k), self.g.clone(), opt(self.v)]
+        vec![
+            self.id.to_string(),
+            opt(self.k),
+            self.g.clone(),
+            opt(self.v),
+        ]
     }
 }
 
@@ -172,7 +177,11 @@ fn consolidated(path: &Path) -> Vec<Vec<String>> {
     }
     let mut out = Vec::new();
     for (row, n) in sums {
-        assert!(n >= 0, "{}: row {row:?} ends with multiplicity {n}", path.display());
+        assert!(
+            n >= 0,
+            "{}: row {row:?} ends with multiplicity {n}",
+            path.display()
+        );
         out.extend(std::iter::repeat_n(row, n as usize));
     }
     out
@@ -326,7 +335,10 @@ fn every_operator_matches_a_naive_reference_under_retractions() {
             // Byte-identical updates across worker counts.
             match &first_run {
                 None => first_run = Some(texts),
-                Some(t) => assert_eq!(t, &texts, "seed {seed}: updates differ at {workers} workers"),
+                Some(t) => assert_eq!(
+                    t, &texts,
+                    "seed {seed}: updates differ at {workers} workers"
+                ),
             }
         }
     }
