@@ -5,6 +5,7 @@ mod integration {
     pub mod bench;
     pub mod cli;
     pub mod errors;
+    pub mod fuzz;
     pub mod golden;
     pub mod oracle;
     pub mod support;
