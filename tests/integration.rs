@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module says what belongs in it.
 
 mod integration {
+    pub mod bad_env;
     pub mod bad_input;
     pub mod bench;
     pub mod cli;

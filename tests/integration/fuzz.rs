@@ -1169,9 +1169,9 @@ fn pipeline_file() -> impl Strategy<Value = Bytes> {
     ]
 }
 
-/// Loads `bytes` as a pipeline file and plans it; everything either works or gives diagnostics
-/// that render. Returns whether the plan was built.
-fn load_and_plan(bytes: &[u8], dir: &Path) -> bool {
+/// Loads `bytes` as a pipeline file, plans it and checks its outputs; everything either works or
+/// gives diagnostics that render.
+fn load_and_plan(bytes: &[u8], dir: &Path) {
     let path = dir.join("fuzz.toml");
     std::fs::write(&path, bytes).unwrap();
     let check = |file: &SourceFile, diags: &[eventflow::diag::Diagnostic]| {
@@ -1190,19 +1190,20 @@ fn load_and_plan(bytes: &[u8], dir: &Path) -> bool {
         Ok(spec) => spec,
         Err((file, diags)) => {
             check(&file, &diags);
-            return false;
+            return;
         }
     };
     match eventflow::plan::build(&spec) {
         Ok(plan) => {
             let _ = plan.explain();
             let _ = plan.to_dot();
-            true
+            // The checks a run makes first, against an output folder that does not exist yet.
+            if let Err(diags) = eventflow::plan::check_outputs(&plan, &dir.join("out")) {
+                check(&plan.file, &diags);
+            }
+            assert!(!dir.join("out").exists(), "checking creates nothing");
         }
-        Err(diags) => {
-            check(&spec.file, &diags);
-            false
-        }
+        Err(diags) => check(&spec.file, &diags),
     }
 }
 
