@@ -181,7 +181,7 @@ fn generate(
 }
 
 /// Parses arguments and runs the command; returns the process exit code
-/// (0 ok, 1 invalid pipeline, 2 runtime failure).
+/// (0 ok, 1 invalid pipeline or unusable files found before the run, 2 runtime failure).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -220,7 +220,8 @@ pub fn main() -> ExitCode {
                 out_dir: out_dir.clone(),
                 progress: !quiet,
             };
-            match crate::runtime::run(Arc::new(plan), &opts) {
+            let plan = Arc::new(plan);
+            match crate::runtime::run(plan.clone(), &opts) {
                 Ok(summary) => {
                     if !quiet {
                         eprint!("{}", summary.render());
@@ -238,6 +239,12 @@ pub fn main() -> ExitCode {
                         return ExitCode::from(if signal == "SIGTERM" { 143 } else { 130 });
                     }
                     report_balance(&summary)
+                }
+                // Found before the run started: like an invalid pipeline, nothing was written.
+                Err(crate::runtime::RunError::Environment(diags)) => {
+                    print_diagnostics(&plan.file, &diags);
+                    eprintln!("error: the run did not start; nothing was written");
+                    ExitCode::from(1)
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -331,24 +338,23 @@ fn report_balance(summary: &RunSummary) -> ExitCode {
     }
 }
 
+/// Prints diagnostics about a pipeline file on stderr.
+fn print_diagnostics(source: &SourceFile, diags: &[Diagnostic]) {
+    eprint!("{}", render(source, diags, std::io::stderr().is_terminal()));
+}
+
 /// Loads and plans a pipeline file, printing diagnostics on failure (exit code 1).
 fn load(file: &Path) -> Result<Plan, ExitCode> {
-    let color = std::io::stderr().is_terminal();
-    let print = |source: &SourceFile, diags: &[Diagnostic]| {
+    let fail = |source: &SourceFile, diags: &[Diagnostic]| {
+        print_diagnostics(source, diags);
         let errors = diags.iter().filter(|d| d.is_error()).count();
-        eprint!("{}", render(source, diags, color));
         eprintln!(
             "error: `{}` has {errors} error{}",
             source.name,
             if errors == 1 { "" } else { "s" }
         );
+        ExitCode::from(1)
     };
-    let spec = PipelineSpec::load(file).map_err(|(source, diags)| {
-        print(&source, &diags);
-        ExitCode::from(1)
-    })?;
-    crate::plan::build(&spec).map_err(|diags| {
-        print(&spec.file, &diags);
-        ExitCode::from(1)
-    })
+    let spec = PipelineSpec::load(file).map_err(|(source, diags)| fail(&source, &diags))?;
+    crate::plan::build(&spec).map_err(|diags| fail(&spec.file, &diags))
 }

@@ -2,10 +2,12 @@
 
 mod integration {
     pub mod applications;
+    pub mod bad_env;
     pub mod bad_input;
     pub mod bench;
     pub mod cli;
     pub mod errors;
+    pub mod fuzz;
     pub mod golden;
     pub mod operators;
     pub mod oracle;

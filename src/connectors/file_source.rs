@@ -264,7 +264,9 @@ impl ParserCtx {
                 let max = batch
                     .rows()
                     .filter_map(|r| match r[et] {
-                        Value::Time(t) if t >= 0 => Some(t),
+                        // The same range the source operator accepts: a rejected time must
+                        // not move the watermark.
+                        Value::Time(t) if crate::record::time::is_event_time(t) => Some(t),
                         _ => None,
                     })
                     .max();

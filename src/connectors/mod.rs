@@ -198,6 +198,8 @@ pub struct SinkConfig {
     pub format: SinkFormat,
     /// Destination.
     pub target: SinkTarget,
+    /// Where the destination is set in the pipeline file (`path`, or else the node's name).
+    pub path_span: std::ops::Range<usize>,
     /// Updates or snapshot.
     pub mode: SinkMode,
 }
@@ -451,6 +453,7 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
                 name: name.into(),
                 format,
                 target: SinkTarget::Stdout,
+                path_span: params.owner_span(),
                 mode,
             })
         }
@@ -460,8 +463,10 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
             } else {
                 SinkFormat::Jsonl
             };
-            let default = format!("{name}.{kind}");
-            let path = params.str("path").map(|p| p.value).unwrap_or(default);
+            let (path, path_span) = match params.str("path") {
+                Some(p) => (p.value, p.span),
+                None => (format!("{name}.{kind}"), params.owner_span()),
+            };
             if std::path::Path::new(&path).is_absolute()
                 || path.split(['/', '\\']).any(|c| c == "..")
             {
@@ -482,27 +487,49 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
                 name: name.into(),
                 format,
                 target: SinkTarget::File(PathBuf::from(path)),
+                path_span,
                 mode,
             })
         }
     }
 }
 
-/// Checks a source's file before any work starts: readable, and (CSV) a header with every
-/// schema field.
+/// Checks a source's file before any work starts: a readable file (not a folder), and (CSV) a
+/// header with every schema field.
 pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
     let shown = cfg.path.display();
-    let file = std::fs::File::open(&cfg.path).map_err(|e| {
+    let cannot_open = |why: String, help: &str| {
         Diagnostic::error(
             "E0401",
             format!(
-                "cannot open input file `{shown}` of source `{}`: {e}",
+                "cannot open input file `{shown}` of source `{}`: {why}",
                 cfg.name
             ),
         )
         .at(cfg.path_span.clone(), "this file")
-        .help("paths are relative to the pipeline file's folder")
-    })?;
+        .help(help)
+    };
+    let io_error = |e: std::io::Error| {
+        let help = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "make the file readable for this user, e.g. `chmod u+r FILE`"
+            }
+            _ => "paths are relative to the pipeline file's folder",
+        };
+        cannot_open(e.to_string(), help)
+    };
+    // Before opening: a folder opens fine on Linux and a FIFO blocks the open; both would
+    // fail (or hang) only once the run has started, because inputs are memory-mapped.
+    let meta = std::fs::metadata(&cfg.path).map_err(io_error)?;
+    if !meta.is_file() {
+        let why = if meta.is_dir() {
+            "it is a folder"
+        } else {
+            "it is not a regular file (inputs are memory-mapped)"
+        };
+        return Err(Box::new(cannot_open(why.into(), "point `path` at a file")));
+    }
+    let file = std::fs::File::open(&cfg.path).map_err(io_error)?;
     if let SourceFormat::Csv { delimiter } = cfg.format {
         use std::io::Read;
         let mut head = Vec::new();

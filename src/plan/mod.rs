@@ -6,13 +6,20 @@
 //! 2. the graph (duplicate names, unknown inputs, cycles, sinks used as inputs);
 //! 3. schemas and expressions, in topological order;
 //! 4. the environment (input files readable, CSV headers, output paths that collide).
+//!
+//! The output folder is known only when a run starts, so its checks ([`check_outputs`]) are
+//! separate; `runtime::run` calls them before it creates anything.
+
+mod env;
+
+pub use env::{check_outputs, RUN_FILES};
 
 use crate::connectors::{self, SinkConfig, SinkTarget, SourceConfig, SINK_TYPES, SOURCE_TYPES};
 use crate::diag::{Diagnostic, SourceFile};
 use crate::operators::{FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig};
 use crate::record::Schema;
 use crate::registry;
-use crate::spec::{NodeSpec, Params, PipelineSpec, Role, Sp};
+use crate::spec::{NodeSpec, Params, PipelineSpec, Role};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -482,47 +489,8 @@ pub fn build(spec: &PipelineSpec) -> Result<Plan, Vec<Diagnostic>> {
     }
 
     // Phase 4: the environment.
-    let mut outputs: HashMap<std::path::PathBuf, &Sp<String>> = HashMap::new();
-    for (n, node) in nodes.iter().zip(order.iter().map(|&i| &gnodes[i])) {
-        match &n.kind {
-            NodeKind::Source(cfg) => {
-                if let Err(d) = connectors::check_source_file(cfg) {
-                    diags.push(*d);
-                }
-            }
-            NodeKind::Sink(SinkConfig { target, .. }) => {
-                let p: std::path::PathBuf = match target {
-                    SinkTarget::File(p) => p
-                        .components()
-                        .filter(|c| !matches!(c, std::path::Component::CurDir))
-                        .collect(),
-                    SinkTarget::Stdout => std::path::PathBuf::from("<stdout>"),
-                };
-                if ["dead_letters.jsonl", "summary.json"]
-                    .iter()
-                    .any(|r| p == std::path::Path::new(r))
-                {
-                    diags.push(
-                        Diagnostic::error(
-                            "E0403",
-                            format!("sink `{}` would overwrite the run's `{}`", node.name.value, p.display()),
-                        )
-                        .at(node.name.span.clone(), "this sink's file")
-                        .help("set another `path`: every run writes `dead_letters.jsonl` and `summary.json`"),
-                    );
-                }
-                if let Some(first) = outputs.insert(p.clone(), &node.name) {
-                    diags.push(
-                        Diagnostic::error("E0403", format!("two sinks write `{}`", p.display()))
-                            .at(node.name.span.clone(), "second sink")
-                            .also(first.span.clone(), "first sink")
-                            .help("give one of them a different `path`"),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
+    let specs: Vec<&NodeSpec> = order.iter().map(|&i| &gnodes[i]).collect();
+    diags.extend(env::check_files(&nodes, &specs));
     if !diags.is_empty() {
         return Err(diags);
     }

@@ -5,6 +5,22 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
+/// The latest event time a record may carry: 9999-12-31T23:59:59.999Z, in epoch milliseconds.
+///
+/// Why a bound: windows, watermarks and ticks add durations to event times in `i64`. With event
+/// times in `0..=MAX_EVENT_TIME_MS` and durations at most [`MAX_DURATION_MS`], every such sum
+/// stays far below `i64::MAX`, so a record stamped `9223372036854775807` cannot overflow them.
+pub const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+
+/// The longest duration a pipeline may set (`tick`, `max_lateness`, window sizes): the span of
+/// event time itself, about 8,000 years. Longer ones could overflow event-time arithmetic.
+pub const MAX_DURATION_MS: u64 = MAX_EVENT_TIME_MS as u64;
+
+/// Whether `ms` can be a record's event time: from 1970-01-01 to [`MAX_EVENT_TIME_MS`].
+pub fn is_event_time(ms: i64) -> bool {
+    (0..=MAX_EVENT_TIME_MS).contains(&ms)
+}
+
 /// How the pipeline's logical time is derived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeDomain {
@@ -236,6 +252,20 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_time_range() {
+        assert!(is_event_time(0));
+        assert!(is_event_time(MAX_EVENT_TIME_MS));
+        assert!(!is_event_time(-1));
+        assert!(!is_event_time(MAX_EVENT_TIME_MS + 1));
+        assert!(!is_event_time(i64::MAX));
+        assert_eq!(iso8601(MAX_EVENT_TIME_MS), "9999-12-31T23:59:59.999Z");
+        // Window and watermark sums of a valid time and a valid duration cannot overflow.
+        assert!(MAX_EVENT_TIME_MS
+            .checked_add(3 * MAX_DURATION_MS as i64)
+            .is_some());
+    }
 
     #[test]
     fn fast_path_agrees_with_chrono() {

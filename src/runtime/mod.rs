@@ -80,16 +80,10 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// An output file would overwrite an input file.
-    #[error("sink `{sink}` would overwrite input file `{path}` of source `{source_name}`; choose another --out folder or sink path")]
-    OverwritesInput {
-        /// Sink name.
-        sink: String,
-        /// The file.
-        path: PathBuf,
-        /// Source name.
-        source_name: String,
-    },
+    /// The outputs cannot be written, or would overwrite an input ([`crate::plan::check_outputs`]).
+    /// Found before anything is created; render the diagnostics against the plan's file.
+    #[error("{}", .0.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Environment(Vec<crate::diag::Diagnostic>),
     /// A source with `on_error = "fail"` met a malformed record.
     #[error("source `{source_name}` line {line}: {detail} (on_error = \"fail\" stops the run; outputs are incomplete)")]
     BadRecord {
@@ -258,41 +252,14 @@ fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
     });
 }
 
-/// Refuses to start when a sink's file is one of the inputs.
-fn check_outputs_spare_inputs(plan: &Plan, out_dir: &Path) -> Result<(), RunError> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
-    for sink in &plan.nodes {
-        let NodeKind::Sink(cfg) = &sink.kind else {
-            continue;
-        };
-        let SinkTarget::File(rel) = &cfg.target else {
-            continue;
-        };
-        let Some(out) = canonical(&out_dir.join(rel)) else {
-            continue;
-        };
-        for source in &plan.nodes {
-            if let NodeKind::Source(src) = &source.kind {
-                if canonical(&src.path).as_ref() == Some(&out) {
-                    return Err(RunError::OverwritesInput {
-                        sink: sink.name.clone(),
-                        path: src.path.clone(),
-                        source_name: source.name.clone(),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Runs the pipeline to the end of its inputs and writes every output.
 pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let workers = opts.workers.max(1);
+    // Before anything is created: a run that cannot write its outputs does not start.
+    crate::plan::check_outputs(&plan, &opts.out_dir).map_err(RunError::Environment)?;
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(io_err("cannot create output folder", &opts.out_dir))?;
-    check_outputs_spare_inputs(&plan, &opts.out_dir)?;
     let (fusions, fused) = plan_fusion(&plan);
     let fusions = Arc::new(fusions);
     let fused = Arc::new(fused);

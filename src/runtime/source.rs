@@ -291,12 +291,12 @@ fn process_chunk<E: Emitter>(
         let t = match task.event_time {
             Some((field, lateness)) => {
                 let t = match row[field] {
-                    Value::Time(t) if t >= 0 => t,
+                    Value::Time(t) if crate::record::time::is_event_time(t) => t,
                     ref other => {
-                        let why = if other.is_null() {
-                            "event time is missing"
-                        } else {
-                            "event time is before 1970-01-01"
+                        let why = match other {
+                            Value::Time(t) if *t > 0 => "event time is after 9999-12-31",
+                            Value::Time(_) => "event time is before 1970-01-01",
+                            _ => "event time is missing",
                         };
                         rejected += 1;
                         late.push(dead_record(

@@ -2,7 +2,7 @@
 
 use super::{Sp, Table, TomlValue};
 use crate::diag::Diagnostic;
-use crate::record::time::parse_duration_ms;
+use crate::record::time::{parse_duration_ms, MAX_DURATION_MS};
 use std::ops::Range;
 
 /// Reads a node's settings. Every key asked for counts as known (present or not), so
@@ -158,24 +158,39 @@ impl<'a> Params<'a> {
     /// An optional duration written as text (`"5s"`, `"250ms"`) or integer milliseconds.
     pub fn duration_ms(&mut self, key: &'static str) -> Option<Sp<u64>> {
         let v = self.lookup(key)?;
-        match &v.value {
-            TomlValue::Int(i) if *i >= 0 => Some(Sp::new(*i as u64, v.span.clone())),
+        let ms = match &v.value {
+            TomlValue::Int(i) if *i >= 0 => *i as u64,
             TomlValue::Str(s) => match parse_duration_ms(s) {
-                Some(ms) => Some(Sp::new(ms, v.span.clone())),
+                Some(ms) => ms,
                 None => {
                     self.diags.push(
                         Diagnostic::error("E0105", format!("invalid duration `{s}` for `{key}`"))
                             .at(v.span.clone(), "not a duration")
                             .help("write a number and a unit: `250ms`, `5s`, `1m`, `2h`, `1d`"),
                     );
-                    None
+                    return None;
                 }
             },
             _ => {
                 self.wrong_type(key, "a duration such as \"5s\"", v);
-                None
+                return None;
             }
+        };
+        if ms > MAX_DURATION_MS {
+            // Event-time arithmetic stays in range only for durations within event time's span.
+            self.diags.push(
+                Diagnostic::error(
+                    "E0105",
+                    format!("`{key}` of {ms} ms is longer than eventflow's event-time range"),
+                )
+                .at(v.span.clone(), "too long")
+                .help(format!(
+                    "durations may be at most {MAX_DURATION_MS} ms (about 8,000 years)"
+                )),
+            );
+            return None;
         }
+        Some(Sp::new(ms, v.span.clone()))
     }
 
     /// An optional list of strings; a single string is a list of one.
