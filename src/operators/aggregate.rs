@@ -586,28 +586,31 @@ impl AggregatePlan {
         let mut row = Vec::with_capacity(key.len() + self.aggs.len());
         row.extend_from_slice(key);
         for (spec, acc) in self.aggs[..self.visible].iter().zip(&state.accs) {
-            row.push(match (spec.func, acc.clone()) {
-                (AggFunc::Min, Acc::Distinct(m)) => m.into_keys().next().unwrap_or_default(),
-                (AggFunc::Max, Acc::Distinct(m)) => m.into_keys().next_back().unwrap_or_default(),
+            // Borrowed, not cloned: a `count(DISTINCT)` state can hold thousands of values.
+            row.push(match (spec.func, acc) {
+                (AggFunc::Min, Acc::Distinct(m)) => m.keys().next().cloned().unwrap_or_default(),
+                (AggFunc::Max, Acc::Distinct(m)) => {
+                    m.keys().next_back().cloned().unwrap_or_default()
+                }
                 (_, Acc::Distinct(m)) => Value::Int(m.len() as i64),
                 (AggFunc::Count, Acc::Count(_)) if spec.arg.is_none() => Value::Int(state.records),
-                (_, Acc::Count(c)) => Value::Int(c),
+                (_, Acc::Count(c)) => Value::Int(*c),
                 (_, Acc::Sum { n: 0, .. }) => Value::Null,
                 (AggFunc::Avg, Acc::Sum { sum, n }) => {
                     let total = if spec.input_float {
-                        sum as f64 / FLOAT_SCALE
+                        *sum as f64 / FLOAT_SCALE
                     } else {
-                        sum as f64
+                        *sum as f64
                     };
-                    Value::float(total / n as f64)
+                    Value::float(total / *n as f64)
                 }
                 (_, Acc::Sum { sum, .. }) if spec.input_float => {
-                    Value::float(sum as f64 / FLOAT_SCALE)
+                    Value::float(*sum as f64 / FLOAT_SCALE)
                 }
                 (_, Acc::Sum { sum, .. }) => {
-                    Value::Int((sum).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+                    Value::Int((*sum).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
                 }
-                (_, Acc::Min(v)) | (_, Acc::Max(v)) => v.unwrap_or_default(),
+                (_, Acc::Min(v)) | (_, Acc::Max(v)) => v.clone().unwrap_or_default(),
             });
         }
         row

@@ -12,6 +12,7 @@
 //! 2. Built-in dataflow operators the runtime renders onto differential dataflow (`union`,
 //!    `aggregate`).
 
+pub mod accumulate;
 pub mod aggregate;
 pub mod filter;
 pub mod join;

@@ -7,8 +7,11 @@
 //!   directly after a source is fused into it, and an `aggregate` right after that chain is
 //!   pre-combined there too;
 //! - record operators elsewhere become differential `flat_map`s, `union` a concatenation;
-//! - `aggregate` combines updates per worker and tick, then accumulates them per group with
-//!   differential's `count_total`, whose difference type is the aggregate state;
+//! - `aggregate` combines updates per worker and tick, exchanges the partial states by group,
+//!   and accumulates them tick by tick in a keyed operator ([`window`]) that writes -1 for a
+//!   group's old row and +1 for its new one;
+//! - `join`, `top_k`/`dedup` and `distinct` are differential's `join_core`, `reduce` and
+//!   `distinct` over arranged rows;
 //! - each sink consolidates and sorts what every completed tick produced and hands it to the
 //!   sink's writer thread ([`crate::connectors::file_sink`]).
 
@@ -31,7 +34,6 @@ use crate::plan::{NodeKind, Plan};
 use crate::record::{Diff, Row, Tick};
 use crossbeam_channel::Sender;
 use differential_dataflow::difference::{IsZero, Semigroup};
-use differential_dataflow::operators::count::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use metrics::{SinkSummary, SourceMetrics, SourceSummary};
 use source::{CombineEmitter, RowEmitter, SourceTask, SourceWakers};
@@ -189,9 +191,7 @@ fn finish_aggregate<'s>(
     if plan.window.is_some() {
         return window::render(partials, plan, time.tick_len());
     }
-    partials
-        .count_total()
-        .map(move |(key, state)| plan.finalize(&key, &state))
+    window::render_groups(partials, plan)
 }
 
 /// Pre-combines a row collection per worker and batch for an aggregate that is not fused.

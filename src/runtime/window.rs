@@ -1,8 +1,10 @@
-//! Renders a windowed aggregate: partial states exchanged by key into a timely operator that
-//! drives [`WindowState`], holding one capability at the earliest time it may still emit.
+//! Renders the last stage of an aggregate: partial states exchanged by key into a timely
+//! operator that drives a per-worker state machine ([`WindowState`] for windows, [`GroupState`]
+//! otherwise), holding one capability at the earliest time it may still emit.
 
+use crate::operators::accumulate::GroupState;
 use crate::operators::aggregate::{AggState, AggregatePlan};
-use crate::operators::window::WindowState;
+use crate::operators::window::{Change, WindowState};
 use crate::record::{Diff, Row, Tick};
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -13,20 +15,67 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+/// What the operator drives: keyed partial states in, output changes out, in tick order.
+trait KeyedState: 'static {
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState);
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change>;
+    fn min_needed(&self) -> Option<Tick>;
+}
+
+impl KeyedState for WindowState {
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
+        WindowState::insert(self, tick, key, partial)
+    }
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
+        WindowState::advance(self, bound)
+    }
+    fn min_needed(&self) -> Option<Tick> {
+        WindowState::min_needed(self)
+    }
+}
+
+impl KeyedState for GroupState {
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
+        GroupState::insert(self, tick, key, partial)
+    }
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
+        GroupState::advance(self, bound)
+    }
+    fn min_needed(&self) -> Option<Tick> {
+        GroupState::min_needed(self)
+    }
+}
+
 /// Windows `partials` (keyed pre-combined states) into output rows.
 pub fn render<'s>(
     partials: VecCollection<'s, Tick, Row, AggState>,
     plan: Arc<AggregatePlan>,
     tick_ms: u64,
 ) -> VecCollection<'s, Tick, Row, Diff> {
+    render_with(partials, "Window", WindowState::new(plan, tick_ms))
+}
+
+/// Accumulates `partials` per group into output rows (aggregates without a window).
+pub fn render_groups<'s>(
+    partials: VecCollection<'s, Tick, Row, AggState>,
+    plan: Arc<AggregatePlan>,
+) -> VecCollection<'s, Tick, Row, Diff> {
+    render_with(partials, "Aggregate", GroupState::new(plan))
+}
+
+fn render_with<'s, S: KeyedState>(
+    partials: VecCollection<'s, Tick, Row, AggState>,
+    name: &str,
+    state: S,
+) -> VecCollection<'s, Tick, Row, Diff> {
     let route = Exchange::new(|update: &(Row, Tick, AggState)| update.0.hashed());
     partials
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(Row, Tick, Diff)>>, _, _, _>(
             route,
-            "Window",
+            name,
             move |_capability, _info| {
-                let mut state = WindowState::new(plan, tick_ms);
+                let mut state = state;
                 let mut held: Option<Capability<Tick>> = None;
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
