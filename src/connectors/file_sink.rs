@@ -702,8 +702,11 @@ mod tests {
         let (full, _, commits) = write(reference.path(), &cfg, None, Interrupt::default(), false);
         let middle = commits[commits.len() / 2];
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("out.txt"), &full[..middle.bytes as usize]).unwrap();
-        // Interrupted early: the ticks it keeps are all in the committed prefix already.
+        let mut torn = full[..middle.bytes as usize].to_vec();
+        torn.extend_from_slice(b"written after the commit");
+        std::fs::write(dir.path().join("out.txt"), torn).unwrap();
+        // Interrupted early: the ticks it keeps are all in the committed prefix already, and
+        // what a crash left after that prefix is cut off.
         let interrupt = Interrupt::default();
         interrupt.record(10);
         let (again, stats, resumed) = write(dir.path(), &cfg, Some(middle), interrupt, false);
