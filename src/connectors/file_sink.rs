@@ -361,7 +361,12 @@ impl Dest {
     /// whatever a crashed run wrote after its last commit is dropped.
     pub fn reopen(path: &Path, len: u64) -> std::io::Result<Dest> {
         use std::io::{Seek, SeekFrom};
-        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+        // A commit of 0 bytes (a JSON Lines file with no rows yet) may name a file never flushed.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let found = file.metadata()?.len();
         if found < len {
             return Err(std::io::Error::new(
