@@ -33,6 +33,17 @@ enum Command {
         /// Do not print progress or the summary.
         #[arg(short, long)]
         quiet: bool,
+        /// Resume the unfinished run in the output folder, and fail if there is none or it was
+        /// a run of another pipeline or other inputs. Without it, such a run is resumed anyway
+        /// when found.
+        #[arg(long, conflicts_with = "no_commit")]
+        resume: bool,
+        /// How often file sinks commit what they wrote, for crash recovery (e.g. `500ms`, `5s`).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        commit_interval: std::time::Duration,
+        /// Commit nothing: a crashed run cannot be resumed (for benchmarking the cost of commits).
+        #[arg(long)]
+        no_commit: bool,
     },
     /// Validate a pipeline file and print its plan: nodes, edges and schemas.
     Check {
@@ -204,6 +215,9 @@ pub fn main() -> ExitCode {
             workers,
             out,
             quiet,
+            resume,
+            commit_interval,
+            no_commit,
         } => {
             let plan = match load(&file) {
                 Ok(p) => p,
@@ -219,6 +233,10 @@ pub fn main() -> ExitCode {
                 workers,
                 out_dir: out_dir.clone(),
                 progress: !quiet,
+                recovery: crate::runtime::RecoveryOptions {
+                    commit_interval: (!no_commit).then_some(commit_interval),
+                    require_resume: resume,
+                },
             };
             let plan = Arc::new(plan);
             match crate::runtime::run(plan.clone(), &opts) {
@@ -248,7 +266,9 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::from(2)
+                    // A refused resume is a usage error, like an invalid pipeline: nothing ran.
+                    let refused = matches!(e, crate::runtime::RunError::Resume { .. });
+                    ExitCode::from(if refused { 1 } else { 2 })
                 }
             }
         }
@@ -326,6 +346,17 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Parses `--commit-interval`: a duration as in pipeline files, greater than zero.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match crate::record::time::parse_duration_ms(text) {
+        Some(0) => Err("the commit interval must be greater than zero".into()),
+        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+        None => Err(format!(
+            "`{text}` is not a duration; write e.g. `250ms`, `1s` or `1m`"
+        )),
     }
 }
 

@@ -4,6 +4,7 @@
 //! and write live in [`file_source`] and [`file_sink`]. Parsing and I/O never run on a worker
 //! thread: they hand batches to workers over bounded crossbeam channels.
 
+pub mod commit_log;
 pub mod csv_parse;
 pub mod dead_letter;
 pub mod file_sink;

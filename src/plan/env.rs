@@ -54,6 +54,20 @@ pub(super) fn check_files(nodes: &[PlanNode], specs: &[&NodeSpec]) -> Vec<Diagno
                         .help("set another `path`: every run writes `dead_letters.jsonl` and `summary.json`"),
                     );
                 }
+                if p.starts_with(crate::connectors::commit_log::RECOVERY_DIR) {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0403",
+                            format!(
+                                "sink `{}` would write into the run's recovery folder `{}`",
+                                node.name.value,
+                                crate::connectors::commit_log::RECOVERY_DIR
+                            ),
+                        )
+                        .at(node.name.span.clone(), "this sink's file")
+                        .help("set another `path`: the folder holds the run's commit log"),
+                    );
+                }
                 if let Some(first) = outputs.insert(p.clone(), node) {
                     diags.push(
                         Diagnostic::error("E0403", format!("two sinks write `{}`", p.display()))

@@ -16,15 +16,18 @@
 //!   sink's writer thread ([`crate::connectors::file_sink`]).
 
 pub mod join;
+pub mod manifest;
 pub mod metrics;
 pub mod rank;
+pub mod recovery;
 pub mod source;
 pub mod window;
 
 pub use metrics::RunSummary;
+pub use recovery::RecoveryOptions;
 
 use crate::connectors::dead_letter::DeadLetters;
-use crate::connectors::file_sink::{consolidate, SinkMsg, SinkWriter};
+use crate::connectors::file_sink::{self, consolidate, SinkMsg, SinkWriter};
 use crate::connectors::file_source::FileSourceReader;
 use crate::connectors::file_source::Wake;
 use crate::connectors::{Interrupt, SinkMode, SinkTarget};
@@ -67,6 +70,8 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Print progress to stderr while running.
     pub progress: bool,
+    /// Commits and resuming after a crash.
+    pub recovery: RecoveryOptions,
 }
 
 /// Why a run failed after it started.
@@ -107,6 +112,14 @@ pub enum RunError {
         read: u64,
         /// The configured limit.
         limit: f64,
+    },
+    /// `--resume` was asked for, but the output folder holds no run this run may resume.
+    #[error("cannot resume the run in `{}`: {reason}; run without --resume to start afresh", out.display())]
+    Resume {
+        /// The output folder.
+        out: PathBuf,
+        /// Why not, naming what changed.
+        reason: String,
     },
     /// A worker failed (a bug in eventflow).
     #[error("worker failed: {0}")]
@@ -260,11 +273,14 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     crate::plan::check_outputs(&plan, &opts.out_dir).map_err(RunError::Environment)?;
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(io_err("cannot create output folder", &opts.out_dir))?;
+    let recovery = recovery::prepare(&plan, &opts.out_dir, &opts.recovery)?;
     let (fusions, fused) = plan_fusion(&plan);
     let fusions = Arc::new(fusions);
     let fused = Arc::new(fused);
 
     let dead = Arc::new(DeadLetters::default());
+    // Set when a source fails the run (`on_error = "fail"`): sources stop, sinks stop committing.
+    let stop = Arc::new(AtomicBool::new(false));
     // Ctrl-C and SIGTERM ask the run to stop: sources end, sinks keep only final ticks.
     let interrupt = Arc::new(Interrupt::default());
     let signal_ids: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
@@ -289,6 +305,12 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     SinkTarget::File(p) => opts.out_dir.join(p),
                     SinkTarget::Stdout => PathBuf::from("-"),
                 };
+                let commits = recovery.as_ref().map(|r| file_sink::Recovery {
+                    log: r.log.clone(),
+                    interval: r.interval,
+                    resume: r.resume.get(&node.name).copied(),
+                    failing: stop.clone(),
+                });
                 let w = SinkWriter::start(
                     cfg,
                     &node.schema,
@@ -296,6 +318,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     &opts.out_dir,
                     workers,
                     interrupt.clone(),
+                    commits,
                 )
                 .map_err(io_err("cannot create output file", &path))?;
                 writers.insert(i, w);
@@ -367,7 +390,6 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         std::thread::spawn(move || report_progress(totals, done, started))
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
     let failure: Arc<Mutex<Option<(String, u64, String)>>> = Arc::default();
     let (worker_stop, worker_failure) = (stop.clone(), failure.clone());
     let worker_interrupt = interrupt.clone();
@@ -574,6 +596,13 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         .lock()
         .expect("failure lock is never poisoned")
         .take();
+    if let Some(r) = recovery.filter(|_| failed.is_none() && interrupt.bound().is_none()) {
+        // Every output is written: nothing is left to resume.
+        let log = opts.out_dir.join(recovery::DIR).join("commits.log");
+        r.log
+            .complete()
+            .map_err(io_err("cannot write commit log", &log))?;
+    }
     if let Some((source_name, line, detail)) = failed {
         return Err(RunError::BadRecord {
             source_name,

@@ -53,6 +53,7 @@ pub fn run_pipeline(file: &Path, workers: usize, out: &Path) -> RunSummary {
         workers,
         out_dir: out.to_path_buf(),
         progress: false,
+        recovery: Default::default(),
     };
     let summary = run(Arc::new(plan), &opts).expect("pipeline runs");
     assert!(
