@@ -42,7 +42,8 @@ fn run_everywhere(file: &Path, base: &Path) -> PathBuf {
         for entry in std::fs::read_dir(&out).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name != "summary.json" {
+            // summary.json has timings; `.eventflow/` is the run's recovery state.
+            if name != "summary.json" && path.is_file() {
                 files.insert(name, std::fs::read(&path).unwrap());
             }
         }
