@@ -51,6 +51,9 @@ struct WindowConfig {
     span: std::ops::Range<usize>,
 }
 
+/// The most hopping windows one record may belong to (`size / slide`).
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
+
 /// Which windows a record belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowKind {
@@ -139,6 +142,16 @@ impl TransformFactory for AggregateFactory {
             let kind = match kind.map(|k| k.value) {
                 Some("tumbling") => need(&mut w, &size, "size").map(|s| WindowKind::Fixed { size: s, slide: s }),
                 Some("hopping") => match (need(&mut w, &size, "size"), need(&mut w, &slide, "slide")) {
+                    // Every record is added to size/slide windows: bound that work per record.
+                    (Some(size), Some(step)) if step <= size && size / step > MAX_WINDOWS_PER_RECORD => {
+                        let s = slide.as_ref().map(|s| s.span.clone()).unwrap_or(span.clone());
+                        w.error(
+                            Diagnostic::error("E0105", format!("a hopping window of this size and slide puts every record in {} windows, more than {MAX_WINDOWS_PER_RECORD}", size / step))
+                                .at(s, "slide too short for the size")
+                                .help("use a longer `slide` or a shorter `size`"),
+                        );
+                        None
+                    }
                     (Some(size), Some(slide)) if slide <= size => Some(WindowKind::Fixed { size, slide }),
                     (Some(_), Some(_)) => {
                         let s = slide.as_ref().map(|s| s.span.clone()).unwrap_or(span.clone());
