@@ -28,35 +28,40 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-/// Settings of the orders generator. The output is a pure function of these.
+/// Settings of a generator: its output is a pure function of these. `DISORDER_MS` is the
+/// dataset's default bound on out-of-order arrival ([`GenConfig::max_disorder_ms`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct OrdersConfig {
-    /// Number of data lines to write (after the header).
+pub struct GenConfig<const DISORDER_MS: i64> {
+    /// Number of events to write (for several files: in total, see each generator).
     pub events: u64,
-    /// Seed of the random stream.
+    /// Seed of the random streams.
     pub seed: u64,
-    /// Share of lines (0.0 to 1.0) that are corrupted: wrong column count, unparsable number or
-    /// bad timestamp. Every corrupted line is a dead record for the CSV parser.
+    /// Share of event lines (0.0 to 1.0) that are corrupted: wrong column count, an unparsable
+    /// number or a bad timestamp. Every corrupted line is a dead record for the CSV parser.
     pub malformed_share: f64,
     /// Largest amount (ms) by which a record's timestamp may lag behind the largest timestamp
-    /// written before it. 0 writes timestamps in order.
+    /// written before it in its file. 0 writes timestamps in order.
     pub max_disorder_ms: i64,
-    /// Event time of the first order, in epoch milliseconds.
+    /// Event time of the first event, in epoch milliseconds.
     pub start_ms: i64,
 }
 
-impl Default for OrdersConfig {
-    /// 10,000 clean orders from 2024-01-01T00:00:00Z with up to 3 s of disorder, seed 42.
-    fn default() -> OrdersConfig {
-        OrdersConfig {
+impl<const DISORDER_MS: i64> Default for GenConfig<DISORDER_MS> {
+    /// 10,000 clean events from 2024-01-01T00:00:00Z with up to `DISORDER_MS` of disorder,
+    /// seed 42.
+    fn default() -> Self {
+        GenConfig {
             events: 10_000,
             seed: 42,
             malformed_share: 0.0,
-            max_disorder_ms: 3000,
+            max_disorder_ms: DISORDER_MS,
             start_ms: 1_704_067_200_000,
         }
     }
 }
+
+/// Settings of the orders generator (up to 3 s of disorder by default).
+pub type OrdersConfig = GenConfig<3_000>;
 
 /// The schema of the orders files, in column order.
 pub fn orders_schema() -> Schema {

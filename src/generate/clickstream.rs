@@ -42,37 +42,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Write};
 
-/// Settings of the clickstream generator. The output is a pure function of these.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClickstreamConfig {
-    /// Number of data lines to write (after the header).
-    pub events: u64,
-    /// Seed of the random streams.
-    pub seed: u64,
-    /// Share of lines (0.0 to 1.0) that are corrupted: wrong column count, unparsable id or
-    /// user id, or a bad timestamp. Every corrupted line is a dead record for the CSV parser when
-    /// all columns are read.
-    pub malformed_share: f64,
-    /// Largest amount (ms) by which a record's timestamp may lag behind the largest timestamp
-    /// written before it. 0 writes timestamps in order.
-    pub max_disorder_ms: i64,
-    /// Event time (epoch ms) from which users start their first visits. The first event is at
-    /// or shortly after it.
-    pub start_ms: i64,
-}
-
-impl Default for ClickstreamConfig {
-    /// 10,000 clean events from 2024-01-01T00:00:00Z with up to 10 s of disorder, seed 42.
-    fn default() -> ClickstreamConfig {
-        ClickstreamConfig {
-            events: 10_000,
-            seed: 42,
-            malformed_share: 0.0,
-            max_disorder_ms: 10_000,
-            start_ms: 1_704_067_200_000,
-        }
-    }
-}
+/// Settings of the clickstream generator (up to 10 s of disorder by default).
+pub type ClickstreamConfig = super::GenConfig<10_000>;
 
 /// The schema of the clickstream files, in column order.
 pub fn clickstream_schema() -> Schema {

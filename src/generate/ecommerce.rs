@@ -56,34 +56,8 @@ use std::collections::BinaryHeap;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Settings of the e-commerce generator. The output is a pure function of these.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EcommerceConfig {
-    /// Number of data lines to write, over all four files (give or take 2).
-    pub events: u64,
-    /// Seed of the random streams.
-    pub seed: u64,
-    /// Share of lines (0.0 to 1.0) to break, in every file.
-    pub malformed_share: f64,
-    /// Largest amount (ms) by which a line's timestamp may lag behind the largest timestamp
-    /// written before it in its file. 0 writes timestamps in order.
-    pub max_disorder_ms: i64,
-    /// Event time of the initial restocks; the first order is shortly after.
-    pub start_ms: i64,
-}
-
-impl Default for EcommerceConfig {
-    /// 10,000 clean events from 2024-01-01T00:00:00Z with up to 5 s of disorder, seed 42.
-    fn default() -> EcommerceConfig {
-        EcommerceConfig {
-            events: 10_000,
-            seed: 42,
-            malformed_share: 0.0,
-            max_disorder_ms: 5_000,
-            start_ms: 1_704_067_200_000,
-        }
-    }
-}
+/// Settings of the e-commerce generator (up to 5 s of disorder by default).
+pub type EcommerceConfig = super::GenConfig<5_000>;
 
 /// The schema of `orders.csv`, in column order.
 pub fn orders_schema() -> Schema {

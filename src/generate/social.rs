@@ -8,10 +8,10 @@
 //! users posting more, hashtags with a long tail and short-lived trends.
 //!
 //! The model: `users` = `events / 10` (at least 1,000, at most 2,000,000; see
-//! [`SocialConfig::users`]) users with ids `1..=users`. Low ids are the popular users:
+//! [`users`]) users with ids `1..=users`. Low ids are the popular users:
 //! followees are drawn with Zipf popularity (user 1 is the biggest celebrity), authors with a
 //! milder Zipf skew over a permutation of the ids (posting often is independent of being
-//! followed, see [`scatter`]), followers with a skew towards low ids too (active users follow more).
+//! followed, see `scatter`), followers with a skew towards low ids too (active users follow more).
 //! One clock drives both files; each step is one line: a follow op with chance 30% overall
 //! (90% during the first 5% of the steps, a burst of follows so feeds fill up early), otherwise
 //! a post. 14% of follows are scheduled to be undone 20 s to 20 min later (log-uniform); a
@@ -53,41 +53,13 @@ use std::collections::BinaryHeap;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Settings of the social generator. The output is a pure function of these.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SocialConfig {
-    /// Number of data lines to write, over both files.
-    pub events: u64,
-    /// Seed of the random streams.
-    pub seed: u64,
-    /// Share of lines (0.0 to 1.0) to break; see the module docs for the exceptions.
-    pub malformed_share: f64,
-    /// Largest amount (ms) by which a line's timestamp may lag behind the largest timestamp
-    /// written before it in its file. 0 writes timestamps in order.
-    pub max_disorder_ms: i64,
-    /// Event time of the first line, in epoch milliseconds.
-    pub start_ms: i64,
-}
+/// Settings of the social generator (up to 5 s of disorder by default).
+pub type SocialConfig = super::GenConfig<5_000>;
 
-impl Default for SocialConfig {
-    /// 10,000 clean events from 2024-01-01T00:00:00Z with up to 5 s of disorder, seed 42.
-    fn default() -> SocialConfig {
-        SocialConfig {
-            events: 10_000,
-            seed: 42,
-            malformed_share: 0.0,
-            max_disorder_ms: 5_000,
-            start_ms: 1_704_067_200_000,
-        }
-    }
-}
-
-impl SocialConfig {
-    /// Number of users: ids are `1..=users()`. Grows with `events` so that large files do not
-    /// run out of new edges to follow.
-    pub fn users(&self) -> u32 {
-        (self.events / EVENTS_PER_USER).clamp(MIN_USERS, MAX_USERS) as u32
-    }
+/// Number of users of a social dataset: ids are `1..=users(cfg)`. Grows with `events` so that large files do not
+/// run out of new edges to follow.
+pub fn users(cfg: &SocialConfig) -> u32 {
+    (cfg.events / EVENTS_PER_USER).clamp(MIN_USERS, MAX_USERS) as u32
 }
 
 /// The schema of `follows.csv`, in column order.
@@ -340,7 +312,7 @@ pub fn write_social_to(
     damage_rng.set_stream(1);
     let malformed_share = cfg.malformed_share.clamp(0.0, 1.0);
     let max_disorder = cfg.max_disorder_ms.max(0);
-    let users = cfg.users();
+    let users = users(cfg);
     let mut graph = Graph {
         users,
         followee_cdf: zipf_cdf(users as usize, FOLLOWEE_SKEW),
@@ -564,7 +536,7 @@ mod tests {
     fn every_row_parses_and_looks_real() {
         let events = 60_000;
         let c = cfg(events, 1);
-        let users = i64::from(c.users());
+        let users = i64::from(super::users(&c));
         let files = social_bytes(&c);
         let f = parse_follows(&files.follows);
         let p = parse_posts(&files.posts);

@@ -8,7 +8,7 @@
 //! ruinous for `count(DISTINCT)` states over long-lived groups.
 
 use super::aggregate::{AggState, AggregatePlan};
-use super::window::Change;
+use super::window::{Change, KeyedState};
 use crate::record::{Row, Tick};
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
@@ -30,9 +30,10 @@ impl GroupState {
             groups: HashMap::new(),
         }
     }
+}
 
-    /// Takes a partial state that arrived at `tick`.
-    pub fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
+impl KeyedState for GroupState {
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
         let at = self.stash.entry(tick).or_default();
         match at.get_mut(&key) {
             Some(s) => s.add(&partial),
@@ -42,13 +43,11 @@ impl GroupState {
         }
     }
 
-    /// The earliest time this state may still emit at, if any.
-    pub fn min_needed(&self) -> Option<Tick> {
+    fn min_needed(&self) -> Option<Tick> {
         self.stash.keys().next().copied()
     }
 
-    /// Applies every stashed tick before `bound` (all for `None`) and returns the changes.
-    pub fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
         let keep = match bound {
             Some(b) => self.stash.split_off(&b),
             None => BTreeMap::new(),

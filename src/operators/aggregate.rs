@@ -279,20 +279,9 @@ impl TransformConfig for AggregateConfig {
                 );
                 continue;
             }
-            match input.schema.index_of(&g.value) {
-                Some(i) => {
-                    keys.push(i);
-                    fields.push(input.schema.fields[i].clone());
-                }
-                None => diags.push(
-                    Diagnostic::error(
-                        "E0306",
-                        format!("unknown field `{}` in `group_by`", g.value),
-                    )
-                    .at(g.span.clone(), "no such field in the input")
-                    .suggest(&g.value, input.schema.names())
-                    .note(format!("the input has: {}", input.schema)),
-                ),
+            if let Some(i) = super::field_position(g, input.schema, "`group_by`", &mut diags) {
+                keys.push(i);
+                fields.push(input.schema.fields[i].clone());
             }
         }
         let mut aggs = Vec::new();

@@ -10,7 +10,8 @@
 //! padded row is retracted and the joined rows are inserted.
 
 use super::{
-    FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory, TransformOp,
+    field_position, FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig,
+    TransformFactory, TransformOp,
 };
 use crate::diag::Diagnostic;
 use crate::record::{Field, Row, Schema, Value};
@@ -95,30 +96,6 @@ impl TransformFactory for JoinFactory {
     }
 }
 
-fn resolve(
-    side: &str,
-    name: &Sp<String>,
-    schema: &Schema,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<usize> {
-    let found = schema.index_of(&name.value);
-    if found.is_none() {
-        diags.push(
-            Diagnostic::error(
-                "E0306",
-                format!("unknown {side} join field `{}`", name.value),
-            )
-            .at(
-                name.span.clone(),
-                format!("not a field of the {side} input"),
-            )
-            .suggest(&name.value, schema.names())
-            .note(format!("the {side} input has: {schema}")),
-        );
-    }
-    found
-}
-
 impl TransformConfig for JoinConfig {
     fn plan(
         &self,
@@ -130,8 +107,8 @@ impl TransformConfig for JoinConfig {
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         for (l, r) in &self.on {
-            let li = resolve("left", l, left.schema, &mut diags);
-            let ri = resolve("right", r, right.schema, &mut diags);
+            let li = field_position(l, left.schema, "`on` (left input)", &mut diags);
+            let ri = field_position(r, right.schema, "`on` (right input)", &mut diags);
             if let (Some(li), Some(ri)) = (li, ri) {
                 let (lt, rt) = (left.schema.fields[li].ty, right.schema.fields[ri].ty);
                 if lt != rt {
@@ -212,6 +189,12 @@ impl JoinPlan {
     /// The join key of a left row, or `None` when a key field is NULL (it matches nothing).
     pub fn left_key(&self, row: &[Value]) -> Option<Row> {
         key_of(&self.left_keys, row)
+    }
+    /// Whether a left row has a NULL key field (it matches nothing), without building the key.
+    pub fn left_key_has_null(&self, row: &[Value]) -> bool {
+        self.left_keys
+            .iter()
+            .any(|&k| row.get(k).is_none_or(Value::is_null))
     }
     /// The join key of a right row, or `None` when a key field is NULL.
     pub fn right_key(&self, row: &[Value]) -> Option<Row> {

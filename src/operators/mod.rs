@@ -136,6 +136,26 @@ pub enum FieldUse {
     All,
 }
 
+/// The position of the field `name` names in `schema`, or an E0306 diagnostic (with a
+/// did-you-mean) saying which setting (`what`, e.g. "`group_by`") named an unknown field.
+pub fn field_position(
+    name: &Sp<String>,
+    schema: &Schema,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<usize> {
+    let found = schema.index_of(&name.value);
+    if found.is_none() {
+        diags.push(
+            Diagnostic::error("E0306", format!("unknown field `{}` in {what}", name.value))
+                .at(name.span.clone(), "no such field in the input")
+                .suggest(&name.value, schema.names())
+                .note(format!("the input has: {schema}")),
+        );
+    }
+    found
+}
+
 /// The positions an expression reads.
 pub fn fields_of<'a>(
     exprs: impl IntoIterator<Item = &'a crate::expr::Expr>,

@@ -8,8 +8,8 @@
 //! output retracts and inserts exactly the rows that changed.
 
 use super::{
-    fields_of, FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig, TransformFactory,
-    TransformOp,
+    field_position, fields_of, FieldUse, InputInfo, PlanCtx, PlannedTransform, TransformConfig,
+    TransformFactory, TransformOp,
 };
 use crate::diag::Diagnostic;
 use crate::expr::Expr;
@@ -221,16 +221,9 @@ impl TransformConfig for RankConfig {
         let input = inputs[0];
         let mut diags = Vec::new();
         let mut keys = Vec::new();
+        let setting = if self.dedup { "`key`" } else { "`group_by`" };
         for g in &self.group_by {
-            match input.schema.index_of(&g.value) {
-                Some(i) => keys.push(i),
-                None => diags.push(
-                    Diagnostic::error("E0306", format!("unknown field `{}`", g.value))
-                        .at(g.span.clone(), "no such field in the input")
-                        .suggest(&g.value, input.schema.names())
-                        .note(format!("the input has: {}", input.schema)),
-                ),
-            }
+            keys.extend(field_position(g, input.schema, setting, &mut diags));
         }
         let mut order = Vec::new();
         for o in &self.order_by {
@@ -360,14 +353,7 @@ impl TransformConfig for DistinctConfig {
         let mut diags = Vec::new();
         let mut keep = Vec::new();
         for g in names {
-            match input.schema.index_of(&g.value) {
-                Some(i) => keep.push(i),
-                None => diags.push(
-                    Diagnostic::error("E0306", format!("unknown field `{}`", g.value))
-                        .at(g.span.clone(), "no such field in the input")
-                        .suggest(&g.value, input.schema.names()),
-                ),
-            }
+            keep.extend(field_position(g, input.schema, "`fields`", &mut diags));
         }
         if !diags.is_empty() {
             return Err(diags);

@@ -17,6 +17,17 @@ use std::sync::Arc;
 /// One output change: (time, row, diff).
 pub type Change = (Tick, Row, Diff);
 
+/// A per-worker aggregate state machine the runtime drives: keyed partial states in, output
+/// changes out, in tick order ([`WindowState`], [`super::accumulate::GroupState`]).
+pub trait KeyedState: 'static {
+    /// Takes a partial state that arrived at `tick`.
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState);
+    /// Applies every stashed tick before `bound` (all for `None`) and returns the changes.
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change>;
+    /// The earliest time this state may still emit at, if any: the capability to hold.
+    fn min_needed(&self) -> Option<Tick>;
+}
+
 struct Slot {
     state: AggState,
     emitted: Option<Row>,
@@ -66,14 +77,16 @@ impl WindowState {
         let end = end.max(0) as u64;
         end.div_ceil(self.tick_ms) * self.tick_ms
     }
+}
 
+impl KeyedState for WindowState {
     /// Takes a partial state that arrived at `tick`.
-    pub fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
+    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
         self.stash.entry(tick).or_default().push((key, partial));
     }
 
     /// The earliest time this state may still emit at, if any: the capability to hold.
-    pub fn min_needed(&self) -> Option<Tick> {
+    fn min_needed(&self) -> Option<Tick> {
         let stash = self.stash.keys().next().copied();
         let fixed = self.fixed.keys().next().map(|&e| self.closes_at(e));
         let session = self.session_ends.first().map(|(e, _)| self.closes_at(*e));
@@ -82,7 +95,7 @@ impl WindowState {
 
     /// Applies every stashed tick before `bound` and closes every window the frontier `bound`
     /// has passed (`None`: the input has ended), returning the output changes.
-    pub fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
+    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
         let mut out = Vec::new();
         let ready = match bound {
             Some(b) => {
@@ -129,7 +142,9 @@ impl WindowState {
         self.close(bound, &mut out);
         out
     }
+}
 
+impl WindowState {
     fn merge_session(
         &mut self,
         tick: Tick,

@@ -27,7 +27,7 @@ pub fn render<'s>(left: Coll<'s>, right: Coll<'s>, plan: Arc<JoinPlan>) -> Coll<
     // Left rows whose key is NULL never match; the others are unmatched while no right row
     // has their key.
     let p = plan.clone();
-    let null_keys = left.filter(move |row| p.left_key(row).is_none());
+    let null_keys = left.filter(move |row| p.left_key_has_null(row));
     let right_keys = right_keyed.map(|(k, _)| k).distinct().arrange_by_self();
     let with_match = left_arranged.join_core(right_keys, |k, l, _| Some((k.clone(), l.clone())));
     let p = plan.clone();

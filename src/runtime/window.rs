@@ -4,7 +4,7 @@
 
 use crate::operators::accumulate::GroupState;
 use crate::operators::aggregate::{AggState, AggregatePlan};
-use crate::operators::window::{Change, WindowState};
+use crate::operators::window::{KeyedState, WindowState};
 use crate::record::{Diff, Row, Tick};
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -14,37 +14,6 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
-
-/// What the operator drives: keyed partial states in, output changes out, in tick order.
-trait KeyedState: 'static {
-    fn insert(&mut self, tick: Tick, key: Row, partial: AggState);
-    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change>;
-    fn min_needed(&self) -> Option<Tick>;
-}
-
-impl KeyedState for WindowState {
-    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
-        WindowState::insert(self, tick, key, partial)
-    }
-    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
-        WindowState::advance(self, bound)
-    }
-    fn min_needed(&self) -> Option<Tick> {
-        WindowState::min_needed(self)
-    }
-}
-
-impl KeyedState for GroupState {
-    fn insert(&mut self, tick: Tick, key: Row, partial: AggState) {
-        GroupState::insert(self, tick, key, partial)
-    }
-    fn advance(&mut self, bound: Option<Tick>) -> Vec<Change> {
-        GroupState::advance(self, bound)
-    }
-    fn min_needed(&self) -> Option<Tick> {
-        GroupState::min_needed(self)
-    }
-}
 
 /// Windows `partials` (keyed pre-combined states) into output rows.
 pub fn render<'s>(
