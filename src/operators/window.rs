@@ -10,6 +10,7 @@
 
 use super::aggregate::{Acc, AggState, AggregatePlan, Emit, WindowKind, WindowPlan};
 use crate::record::{Diff, Row, Tick, Value};
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,6 +41,16 @@ struct Session {
     emitted: Option<Row>,
 }
 
+/// The open sessions of one group, sorted by `first`.
+struct GroupSessions {
+    group: Row,
+    open: Vec<Session>,
+}
+
+/// A small number standing for a group with open sessions, so the end index needs no row
+/// copies; ids never leave this worker's state.
+type GroupId = u64;
+
 /// The open windows of one worker.
 pub struct WindowState {
     plan: Arc<AggregatePlan>,
@@ -48,10 +59,13 @@ pub struct WindowState {
     stash: BTreeMap<Tick, Vec<(Row, AggState)>>,
     /// Fixed windows by end, then by `[start, group…]`.
     fixed: BTreeMap<i64, HashMap<Row, Slot>>,
-    /// Open sessions per group, sorted by `first`.
-    sessions: HashMap<Row, Vec<Session>>,
-    /// (end, group) of every open session, to close them in end order.
-    session_ends: BTreeSet<(i64, Row)>,
+    /// The id of every group with open sessions.
+    group_ids: HashMap<Row, GroupId>,
+    /// Open sessions per group id.
+    sessions: HashMap<GroupId, GroupSessions>,
+    /// (end, group id) of every open session, to close them in end order.
+    session_ends: BTreeSet<(i64, GroupId)>,
+    next_group_id: GroupId,
 }
 
 impl WindowState {
@@ -67,8 +81,10 @@ impl WindowState {
             tick_ms: tick_ms.max(1),
             stash: BTreeMap::new(),
             fixed: BTreeMap::new(),
+            group_ids: HashMap::new(),
             sessions: HashMap::new(),
             session_ends: BTreeSet::new(),
+            next_group_id: 0,
         }
     }
 
@@ -104,39 +120,45 @@ impl KeyedState for WindowState {
             }
             None => std::mem::take(&mut self.stash),
         };
+        let track_changes = self.window.emit == Emit::Updates;
         for (tick, partials) in ready {
-            let mut dirty = Vec::new();
+            // Windows and groups that changed at this tick, for `emit = "updates"`.
+            let mut dirty_windows: Vec<(i64, Row)> = Vec::new();
+            let mut dirty_groups: Vec<GroupId> = Vec::new();
             for (key, partial) in partials {
                 match self.window.kind {
                     WindowKind::Fixed { size, .. } => {
                         let start = key.first().and_then(Value::as_i64).unwrap_or(0);
-                        let slots = self.fixed.entry(start + size).or_default();
-                        match slots.get_mut(&key) {
-                            Some(slot) => slot.state.add(&partial),
-                            None => {
-                                slots.insert(
-                                    key.clone(),
-                                    Slot {
-                                        state: partial,
-                                        emitted: None,
-                                    },
-                                );
+                        if track_changes {
+                            dirty_windows.push((start + size, key.clone()));
+                        }
+                        match self.fixed.entry(start + size).or_default().entry(key) {
+                            Entry::Occupied(mut slot) => slot.get_mut().state.add(&partial),
+                            Entry::Vacant(slot) => {
+                                slot.insert(Slot {
+                                    state: partial,
+                                    emitted: None,
+                                });
                             }
                         }
-                        dirty.push((start + size, key));
                     }
                     WindowKind::Session { gap } => {
-                        self.merge_session(tick, key.clone(), partial, gap, &mut out);
-                        dirty.push((0, key));
+                        let id = self.merge_session(tick, key, partial, gap, &mut out);
+                        if let Some(id) = id.filter(|_| track_changes) {
+                            dirty_groups.push(id);
+                        }
                     }
                 }
             }
-            if self.window.emit == Emit::Updates {
-                dirty.sort();
-                dirty.dedup();
-                for (end, key) in dirty {
-                    self.emit_changes(tick, end, &key, &mut out);
-                }
+            dirty_windows.sort();
+            dirty_windows.dedup();
+            for (end, key) in dirty_windows {
+                self.emit_window_change(tick, end, &key, &mut out);
+            }
+            dirty_groups.sort_unstable();
+            dirty_groups.dedup();
+            for id in dirty_groups {
+                self.emit_session_changes(tick, id, &mut out);
             }
         }
         self.close(bound, &mut out);
@@ -145,6 +167,8 @@ impl KeyedState for WindowState {
 }
 
 impl WindowState {
+    /// Merges a group's partial into its open sessions; returns the group's id, or `None` when
+    /// the partial has no event time and so belongs to no session.
     fn merge_session(
         &mut self,
         tick: Tick,
@@ -152,11 +176,31 @@ impl WindowState {
         partial: AggState,
         gap: i64,
         out: &mut Vec<Change>,
-    ) {
+    ) -> Option<GroupId> {
         let (Some(first), Some(last)) = span_of(&partial) else {
-            return; // no event time in the partial: it belongs to no session
+            return None;
         };
-        let sessions = self.sessions.entry(group.clone()).or_default();
+        let id = match self.group_ids.get(&group) {
+            Some(&id) => id,
+            None => {
+                let id = self.next_group_id;
+                self.next_group_id += 1;
+                self.group_ids.insert(group.clone(), id);
+                self.sessions.insert(
+                    id,
+                    GroupSessions {
+                        group,
+                        open: Vec::new(),
+                    },
+                );
+                id
+            }
+        };
+        let sessions = &mut self
+            .sessions
+            .get_mut(&id)
+            .expect("every group id has its sessions")
+            .open;
         let mut merged = Session {
             first,
             last,
@@ -170,7 +214,7 @@ impl WindowState {
             .position(|s| s.first < merged.last + gap && merged.first < s.last + gap)
         {
             let s = sessions.remove(i);
-            self.session_ends.remove(&(s.last + gap, group.clone()));
+            self.session_ends.remove(&(s.last + gap, id));
             merged.first = merged.first.min(s.first);
             merged.last = merged.last.max(s.last);
             merged.state.add(&s.state);
@@ -181,27 +225,32 @@ impl WindowState {
                 (_, None) => {}
             }
         }
-        self.session_ends.insert((merged.last + gap, group.clone()));
+        self.session_ends.insert((merged.last + gap, id));
         let at = sessions.partition_point(|s| s.first < merged.first);
         sessions.insert(at, merged);
+        Some(id)
     }
 
-    /// Writes the -old/+new change of one fixed window, or of every session of a group.
-    fn emit_changes(&mut self, tick: Tick, end: i64, key: &Row, out: &mut Vec<Change>) {
-        match self.window.kind {
-            WindowKind::Fixed { size, .. } => {
-                let plan = self.plan.clone();
-                if let Some(slot) = self.fixed.get_mut(&end).and_then(|s| s.get_mut(key)) {
-                    let row = fixed_row(&plan, key, size, &slot.state);
-                    change(tick, &mut slot.emitted, row, out);
-                }
-            }
-            WindowKind::Session { gap } => {
-                let plan = self.plan.clone();
-                for s in self.sessions.get_mut(key).into_iter().flatten() {
-                    let row = session_row(&plan, key, s.first, s.last + gap, &s.state);
-                    change(tick, &mut s.emitted, row, out);
-                }
+    /// Writes the -old/+new change of one fixed window.
+    fn emit_window_change(&mut self, tick: Tick, end: i64, key: &Row, out: &mut Vec<Change>) {
+        let WindowKind::Fixed { size, .. } = self.window.kind else {
+            unreachable!("fixed state")
+        };
+        if let Some(slot) = self.fixed.get_mut(&end).and_then(|s| s.get_mut(key)) {
+            let row = fixed_row(&self.plan, key, size, &slot.state);
+            change(tick, &mut slot.emitted, row, out);
+        }
+    }
+
+    /// Writes the -old/+new changes of every open session of a group.
+    fn emit_session_changes(&mut self, tick: Tick, id: GroupId, out: &mut Vec<Change>) {
+        let WindowKind::Session { gap } = self.window.kind else {
+            unreachable!("session state")
+        };
+        if let Some(g) = self.sessions.get_mut(&id) {
+            for s in &mut g.open {
+                let row = session_row(&self.plan, &g.group, s.first, s.last + gap, &s.state);
+                change(tick, &mut s.emitted, row, out);
             }
         }
     }
@@ -228,7 +277,7 @@ impl WindowState {
                 }
             }
         }
-        while let Some((end, group)) = self.session_ends.first().cloned() {
+        while let Some(&(end, id)) = self.session_ends.first() {
             let at = self.closes_at(end);
             if !passed(at) {
                 break;
@@ -237,19 +286,20 @@ impl WindowState {
             let WindowKind::Session { gap } = self.window.kind else {
                 unreachable!("session state")
             };
-            let Some(sessions) = self.sessions.get_mut(&group) else {
+            let Some(g) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            if let Some(i) = sessions.iter().position(|s| s.last + gap == end) {
-                let s = sessions.remove(i);
+            if let Some(i) = g.open.iter().position(|s| s.last + gap == end) {
+                let s = g.open.remove(i);
                 if final_mode {
-                    if let Some(row) = session_row(&self.plan, &group, s.first, end, &s.state) {
+                    if let Some(row) = session_row(&self.plan, &g.group, s.first, end, &s.state) {
                         out.push((at, row, 1));
                     }
                 }
             }
-            if sessions.is_empty() {
-                self.sessions.remove(&group);
+            if g.open.is_empty() {
+                let g = self.sessions.remove(&id).expect("present");
+                self.group_ids.remove(&g.group);
             }
         }
     }
