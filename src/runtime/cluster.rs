@@ -98,24 +98,124 @@ pub fn read_hostfile(path: &Path, processes: usize) -> Result<Vec<String>, Strin
     Ok(addresses)
 }
 
-/// The timely configuration for `workers` threads in this process (and `cluster`, if any).
-pub(crate) fn config(workers: usize, cluster: Option<&Cluster>) -> timely::Config {
-    match cluster {
-        None => timely::Config::process(workers),
-        Some(c) => {
-            ACTIVE.store(true, Ordering::Relaxed);
-            timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: workers,
-                    process: c.process,
-                    addresses: c.addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
+/// Starts this process's `workers` timely workers running `func`: in one process, or connected
+/// to the other processes of `cluster` (which blocks until every process is connected).
+pub(crate) fn execute<T, F>(
+    workers: usize,
+    cluster: Option<&Cluster>,
+    func: F,
+) -> Result<timely::communication::WorkerGuards<T>, String>
+where
+    T: Send + 'static,
+    F: Fn(&mut timely::worker::Worker) -> T + Send + Sync + 'static,
+{
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+    let Some(c) = cluster else {
+        return timely::execute(timely::Config::process(workers), func);
+    };
+    ACTIVE.store(true, Ordering::Relaxed);
+    let sockets = connect(c)?;
+    let hooks = timely::communication::Hooks::default();
+    let local =
+        ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) =
+        initialize_networking_from_sockets(local, sockets, c.process, workers, hooks)
+            .map_err(|e| format!("cannot start the cluster's communication threads: {e}"))?;
+    timely::execute::execute_from(
+        builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
+        Box::new(guard),
+        timely::WorkerConfig::default(),
+        func,
+    )
+}
+
+/// The first bytes on every connection between two processes: "eventflw" in ASCII, then the
+/// connecting process's index and the number of processes (big-endian u64 each).
+const MAGIC: u64 = u64::from_be_bytes(*b"eventflw");
+
+/// Connects this process to every other one: it connects to each lower-numbered process (retrying
+/// every 50 ms while that one is not yet listening) and accepts a connection from each
+/// higher-numbered one. Returns the sockets by process index (`None` for this one), ready for
+/// timely's communication threads. (Timely's own connection code retries only once a second and
+/// prints to stdout, where a sink may write.)
+fn connect(c: &Cluster) -> Result<Vec<Option<std::net::TcpStream>>, String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    let me = c.process;
+    let mut sockets: Vec<Option<TcpStream>> = (0..c.processes).map(|_| None).collect();
+    // Listen first, so that higher-numbered processes can connect while this one connects on.
+    let listener = TcpListener::bind(&c.addresses[me]).map_err(|e| {
+        format!(
+            "process {me} cannot listen on `{}` (its line in the host file): {e}",
+            c.addresses[me]
+        )
+    })?;
+    let hello = |stream: &mut TcpStream| -> std::io::Result<()> {
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&MAGIC.to_be_bytes());
+        bytes[8..16].copy_from_slice(&(me as u64).to_be_bytes());
+        bytes[16..].copy_from_slice(&(c.processes as u64).to_be_bytes());
+        stream.write_all(&bytes)
+    };
+    let patience = Duration::from_secs(10);
+    for (j, address) in c.addresses.iter().enumerate().take(me) {
+        let started = Instant::now();
+        let mut told = false;
+        let stream = loop {
+            match TcpStream::connect(address) {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    hello(&mut s)
+                        .map_err(|e| format!("cannot reach process {j} at `{address}`: {e}"))?;
+                    break s;
+                }
+                Err(e) => {
+                    if !told && started.elapsed() > patience {
+                        told = true;
+                        eprintln!("eventflow: process {me} still waiting for process {j} at `{address}` ({e})");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-        }
+        };
+        sockets[j] = Some(stream);
     }
+    let mut missing = c.processes - me - 1;
+    while missing > 0 {
+        let (mut stream, from) = listener
+            .accept()
+            .map_err(|e| format!("process {me} cannot accept connections: {e}"))?;
+        let mut bytes = [0u8; 24];
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        if stream.read_exact(&mut bytes).is_err() {
+            continue; // not one of ours
+        }
+        let word =
+            |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (magic, j, n) = (word(0), word(1) as usize, word(2) as usize);
+        if magic != MAGIC {
+            eprintln!("eventflow: process {me} ignored a connection from {from} that is not an eventflow process");
+            continue;
+        }
+        if n != c.processes {
+            return Err(format!(
+                "process {j} (at {from}) runs with --processes {n}, this one with {}",
+                c.processes
+            ));
+        }
+        if j <= me || j >= c.processes || sockets[j].is_some() {
+            return Err(format!(
+                "a process at {from} connected as process {j}, which is not expected here; check that every process has its own --process index"
+            ));
+        }
+        let _ = stream.set_read_timeout(None);
+        let _ = stream.set_nodelay(true);
+        sockets[j] = Some(stream);
+        missing -= 1;
+    }
+    Ok(sockets)
 }
 
 /// What a process tells every worker at start-up.

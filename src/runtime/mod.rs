@@ -530,182 +530,188 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let worker_cluster = cluster.clone();
     // Local worker 0 tells the main thread whether the start-up check passed.
     let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Result<(), String>>(1);
-    let config = cluster::config(workers, cluster.as_ref());
-    let guards = timely::execute(config, move |worker| -> Result<(), String> {
-        let plan = &worker_plan;
-        let shared = &worker_shared;
-        let index = worker.index();
-        // Global index = process × workers + local index.
-        let local = index % workers;
-        if let (Some(c), Some(hello)) = (&worker_cluster, &hello) {
-            let items = match local {
-                0 => (0..worker.peers())
-                    .map(|t| (t as u64, hello.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let hellos = cluster::exchange_once(worker, items);
-            let verdict = cluster::Hello::judge(&hellos, c.processes);
-            if local == 0 {
-                let _ = verdict_tx.send(verdict.clone());
+    let guards = cluster::execute(
+        workers,
+        cluster.as_ref(),
+        move |worker| -> Result<(), String> {
+            let plan = &worker_plan;
+            let shared = &worker_shared;
+            let index = worker.index();
+            // Global index = process × workers + local index.
+            let local = index % workers;
+            if let (Some(c), Some(hello)) = (&worker_cluster, &hello) {
+                let items = match local {
+                    0 => (0..worker.peers())
+                        .map(|t| (t as u64, hello.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let hellos = cluster::exchange_once(worker, items);
+                let verdict = cluster::Hello::judge(&hellos, c.processes);
+                if local == 0 {
+                    let _ = verdict_tx.send(verdict.clone());
+                }
+                verdict?;
             }
-            verdict?;
-        }
-        let senders = shared
-            .senders
-            .lock()
-            .expect("sender lock is never poisoned")
-            .clone()
-            .unwrap_or_default();
-        let to_process_zero = worker_cluster.as_ref().map(|_| workers);
-        worker.dataflow::<Tick, _, _>(|scope| {
-            let mut colls: Vec<Option<Coll<'_>>> = (0..plan.nodes.len()).map(|_| None).collect();
-            for (i, node) in plan.nodes.iter().enumerate() {
-                match &node.kind {
-                    NodeKind::Source(cfg) => {
-                        let fusion = &fusions[&i];
-                        let chunks = shared.chunks[&i][local]
-                            .lock()
-                            .expect("receiver lock is never poisoned")
-                            .take();
-                        let chunks = chunks.expect("each worker takes its own receiver once");
-                        if let (Some(c), Some(slot)) =
-                            (&worker_cluster, shared.published[&i].get(local))
-                        {
-                            let published = slot
+            let senders = shared
+                .senders
+                .lock()
+                .expect("sender lock is never poisoned")
+                .clone()
+                .unwrap_or_default();
+            let to_process_zero = worker_cluster.as_ref().map(|_| workers);
+            worker.dataflow::<Tick, _, _>(|scope| {
+                let mut colls: Vec<Option<Coll<'_>>> =
+                    (0..plan.nodes.len()).map(|_| None).collect();
+                for (i, node) in plan.nodes.iter().enumerate() {
+                    match &node.kind {
+                        NodeKind::Source(cfg) => {
+                            let fusion = &fusions[&i];
+                            let chunks = shared.chunks[&i][local]
                                 .lock()
                                 .expect("receiver lock is never poisoned")
-                                .take()
-                                .expect("each worker takes its own receiver once");
-                            cluster::render_clock_share(
-                                scope,
-                                &node.name,
-                                published,
-                                shared.publish_wakers[&i].clone(),
-                                shared.clocks[&i].clone(),
-                                shared.wakers[&i].clone(),
-                                worker_stop.clone(),
-                                c,
-                                workers,
-                                local,
-                            );
-                        }
-                        let task = SourceTask {
-                            name: node.name.clone(),
-                            schema: cfg.schema.clone(),
-                            chunks,
-                            clock: shared.clocks[&i].clone(),
-                            wakers: shared.wakers[&i].clone(),
-                            worker: local,
-                            time: plan.time,
-                            event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
-                            change: cfg.change.clone(),
-                            chain: fusion.chain.clone(),
-                            metrics: shared.metrics[&i].clone(),
-                            dead: worker_dead.clone(),
-                            on_error: cfg.on_error,
-                            stop: worker_stop.clone(),
-                            failure: worker_failure.clone(),
-                            interrupt: worker_interrupt.clone(),
-                        };
-                        colls[fusion.produces] = Some(match &fusion.aggregate {
-                            Some(p) => {
-                                let partials = source::render(
+                                .take();
+                            let chunks = chunks.expect("each worker takes its own receiver once");
+                            if let (Some(c), Some(slot)) =
+                                (&worker_cluster, shared.published[&i].get(local))
+                            {
+                                let published = slot
+                                    .lock()
+                                    .expect("receiver lock is never poisoned")
+                                    .take()
+                                    .expect("each worker takes its own receiver once");
+                                cluster::render_clock_share(
                                     scope,
-                                    task,
-                                    CombineEmitter::new(p.clone(), plan.time.tick_len()),
-                                )
-                                .as_collection();
-                                finish_aggregate(partials, p.clone(), plan.time)
+                                    &node.name,
+                                    published,
+                                    shared.publish_wakers[&i].clone(),
+                                    shared.clocks[&i].clone(),
+                                    shared.wakers[&i].clone(),
+                                    worker_stop.clone(),
+                                    c,
+                                    workers,
+                                    local,
+                                );
                             }
-                            None => {
-                                source::render(scope, task, RowEmitter::default()).as_collection()
-                            }
-                        });
+                            let task = SourceTask {
+                                name: node.name.clone(),
+                                schema: cfg.schema.clone(),
+                                chunks,
+                                clock: shared.clocks[&i].clone(),
+                                wakers: shared.wakers[&i].clone(),
+                                worker: local,
+                                time: plan.time,
+                                event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
+                                change: cfg.change.clone(),
+                                chain: fusion.chain.clone(),
+                                metrics: shared.metrics[&i].clone(),
+                                dead: worker_dead.clone(),
+                                on_error: cfg.on_error,
+                                stop: worker_stop.clone(),
+                                failure: worker_failure.clone(),
+                                interrupt: worker_interrupt.clone(),
+                            };
+                            colls[fusion.produces] = Some(match &fusion.aggregate {
+                                Some(p) => {
+                                    let partials = source::render(
+                                        scope,
+                                        task,
+                                        CombineEmitter::new(p.clone(), plan.time.tick_len()),
+                                    )
+                                    .as_collection();
+                                    finish_aggregate(partials, p.clone(), plan.time)
+                                }
+                                None => source::render(scope, task, RowEmitter::default())
+                                    .as_collection(),
+                            });
+                        }
+                        NodeKind::Transform(_) if fused[i] => {}
+                        NodeKind::Transform(t) => {
+                            let mut inputs = node
+                                .inputs
+                                .iter()
+                                .map(|&j| colls[j].clone().expect("inputs render first"));
+                            let first = inputs.next().expect("transforms have inputs");
+                            colls[i] = Some(match &t.op {
+                                TransformOp::Record(op) => {
+                                    let op = op.clone();
+                                    let mut scratch = Vec::new();
+                                    first.flat_map(move |mut row| {
+                                        op.apply(&mut row, &mut scratch).then_some(row)
+                                    })
+                                }
+                                TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
+                                TransformOp::Rank(p) => rank::top_k(first, p.clone()),
+                                TransformOp::Distinct(keep) => rank::distinct(first, keep.clone()),
+                                TransformOp::Join(p) => {
+                                    let right = inputs.next().expect("a join has two inputs");
+                                    join::render(first, right, p.clone())
+                                }
+                                TransformOp::Aggregate(p) => finish_aggregate(
+                                    combine(first, p.clone(), plan.time.tick_len()),
+                                    p.clone(),
+                                    plan.time,
+                                ),
+                            });
+                        }
+                        NodeKind::Sink(_) => {
+                            let input = colls[node.inputs[0]].clone().expect("inputs render first");
+                            render_sink(input, senders.get(&i).cloned(), local, to_process_zero);
+                        }
                     }
-                    NodeKind::Transform(_) if fused[i] => {}
-                    NodeKind::Transform(t) => {
-                        let mut inputs = node
-                            .inputs
-                            .iter()
-                            .map(|&j| colls[j].clone().expect("inputs render first"));
-                        let first = inputs.next().expect("transforms have inputs");
-                        colls[i] = Some(match &t.op {
-                            TransformOp::Record(op) => {
-                                let op = op.clone();
-                                let mut scratch = Vec::new();
-                                first.flat_map(move |mut row| {
-                                    op.apply(&mut row, &mut scratch).then_some(row)
+                }
+            });
+            if let Some(c) = &worker_cluster {
+                // Once the dataflow is complete everywhere, every process's sources have counted
+                // and dead-lettered everything: send it to global worker 0.
+                while worker.has_dataflows() {
+                    worker.step_or_park(None);
+                }
+                let items = match (local, c.process) {
+                    (0, p) if p != 0 => {
+                        let report = cluster::Report {
+                            sources: shared
+                                .metrics
+                                .iter()
+                                .map(|(&i, m)| {
+                                    let g = SourceMetrics::get;
+                                    let counts = [
+                                        g(&m.read),
+                                        g(&m.emitted),
+                                        g(&m.filtered),
+                                        g(&m.dead),
+                                        g(&m.skipped),
+                                        g(&m.bytes),
+                                    ];
+                                    (i, counts)
                                 })
-                            }
-                            TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
-                            TransformOp::Rank(p) => rank::top_k(first, p.clone()),
-                            TransformOp::Distinct(keep) => rank::distinct(first, keep.clone()),
-                            TransformOp::Join(p) => {
-                                let right = inputs.next().expect("a join has two inputs");
-                                join::render(first, right, p.clone())
-                            }
-                            TransformOp::Aggregate(p) => finish_aggregate(
-                                combine(first, p.clone(), plan.time.tick_len()),
-                                p.clone(),
-                                plan.time,
-                            ),
-                        });
+                                .collect(),
+                            dead: worker_dead.snapshot(),
+                            failure: worker_failure
+                                .lock()
+                                .expect("failure lock is never poisoned")
+                                .clone(),
+                        };
+                        vec![(0, report)]
                     }
-                    NodeKind::Sink(_) => {
-                        let input = colls[node.inputs[0]].clone().expect("inputs render first");
-                        render_sink(input, senders.get(&i).cloned(), local, to_process_zero);
-                    }
+                    _ => Vec::new(),
+                };
+                let reports = cluster::exchange_once(worker, items);
+                if index == 0 {
+                    shared
+                        .reports
+                        .lock()
+                        .expect("report lock is never poisoned")
+                        .extend(reports);
                 }
             }
-        });
-        if let Some(c) = &worker_cluster {
-            // Once the dataflow is complete everywhere, every process's sources have counted
-            // and dead-lettered everything: send it to global worker 0.
-            while worker.has_dataflows() {
-                worker.step_or_park(None);
-            }
-            let items = match (local, c.process) {
-                (0, p) if p != 0 => {
-                    let report = cluster::Report {
-                        sources: shared
-                            .metrics
-                            .iter()
-                            .map(|(&i, m)| {
-                                let g = SourceMetrics::get;
-                                let counts = [
-                                    g(&m.read),
-                                    g(&m.emitted),
-                                    g(&m.filtered),
-                                    g(&m.dead),
-                                    g(&m.skipped),
-                                    g(&m.bytes),
-                                ];
-                                (i, counts)
-                            })
-                            .collect(),
-                        dead: worker_dead.snapshot(),
-                        failure: worker_failure
-                            .lock()
-                            .expect("failure lock is never poisoned")
-                            .clone(),
-                    };
-                    vec![(0, report)]
-                }
-                _ => Vec::new(),
-            };
-            let reports = cluster::exchange_once(worker, items);
-            if index == 0 {
-                shared
-                    .reports
-                    .lock()
-                    .expect("report lock is never poisoned")
-                    .extend(reports);
-            }
-        }
-        Ok(())
-    })
-    .map_err(RunError::Worker)?;
+            Ok(())
+        },
+    )
+    .map_err(|e| match cluster {
+        Some(_) => RunError::Cluster(e),
+        None => RunError::Worker(e),
+    })?;
     // In a cluster, outputs are created only once every process agreed to start.
     let mut start_error = None;
     if cluster.is_some() {
