@@ -4,8 +4,9 @@
 //! The parent finds N free loopback ports, writes a host file into a temporary folder, and runs
 //! `eventflow run FILE --processes N --process I --hostfile F …` once per process (the same
 //! binary, the other options forwarded). It forwards SIGINT and SIGTERM to the children; when a
-//! child fails, it stops the others at once (they could otherwise wait for ever for a peer that
-//! never connected), and it exits with the status of the first child that failed, or 0.
+//! child fails, it stops the others after a short grace period (they could otherwise wait for
+//! ever for a peer that never connected), and it exits with the status of the first child that
+//! failed, or 0.
 
 use std::ffi::OsString;
 use std::process::{Child, Command, ExitCode, ExitStatus};
@@ -103,12 +104,15 @@ fn supervise(args: &[OsString], processes: usize) -> std::io::Result<u8> {
     result
 }
 
-/// Waits for every child; forwards signals; stops the rest when one fails.
+/// Waits for every child; forwards signals; stops the rest soon after one fails.
 fn wait_all(children: &mut [Child], signal: &AtomicUsize) -> u8 {
     let mut status: Vec<Option<u8>> = vec![None; children.len()];
     let mut first_failure: Option<u8> = None;
     let mut forwarded = 0;
-    let mut stopping = false;
+    // When a child failed: the others get this long to end on their own (they stop at once
+    // when a peer died, and a failing run ends everywhere) before they are sent SIGTERM.
+    let mut stopping: Option<std::time::Instant> = None;
+    let grace = Duration::from_secs(2);
     let send = |children: &[Child], status: &[Option<u8>], sig: i32| {
         for (c, s) in children.iter().zip(status) {
             if s.is_none() {
@@ -133,17 +137,15 @@ fn wait_all(children: &mut [Child], signal: &AtomicUsize) -> u8 {
             if let Ok(Some(s)) = c.try_wait() {
                 let code = code_of(s);
                 status[i] = Some(code);
-                if code != 0 && !stopping {
-                    eprintln!(
-                        "eventflow: process {i} exited with status {code}; stopping the other processes"
-                    );
+                if code != 0 && stopping.is_none() {
+                    eprintln!("eventflow: process {i} exited with status {code}");
                     first_failure = Some(code);
-                    stopping = true;
+                    stopping = Some(std::time::Instant::now());
                 }
             }
         }
-        if stopping {
-            // Idempotent: a child already ending ignores it.
+        if stopping.is_some_and(|t| t.elapsed() > grace) {
+            // Repeated every round; a child already ending ignores it.
             send(children, &status, libc::SIGTERM);
         }
         std::thread::sleep(Duration::from_millis(20));
