@@ -5,8 +5,8 @@
 //! `eventflow run FILE --processes N --process I --hostfile F …` once per process (the same
 //! binary, the other options forwarded). It forwards SIGINT and SIGTERM to the children; when a
 //! child fails, it stops the others after a short grace period (they could otherwise wait for
-//! ever for a peer that never connected), and it exits with the status of the first child that
-//! failed, or 0.
+//! ever for a peer that never connected), and it exits with the worst (highest) status of the
+//! children that ended on their own: 0 when all succeeded.
 
 use std::ffi::OsString;
 use std::process::{Child, Command, ExitCode, ExitStatus};
@@ -104,14 +104,16 @@ fn supervise(args: &[OsString], processes: usize) -> std::io::Result<u8> {
     result
 }
 
-/// Waits for every child; forwards signals; stops the rest soon after one fails.
+/// Waits for every child; forwards signals; stops the rest soon after one fails. Returns the
+/// worst (highest) status of the children that ended on their own.
 fn wait_all(children: &mut [Child], signal: &AtomicUsize) -> u8 {
     let mut status: Vec<Option<u8>> = vec![None; children.len()];
-    let mut first_failure: Option<u8> = None;
+    // Children sent SIGTERM because another failed: their status says nothing new.
+    let mut terminated = vec![false; children.len()];
     let mut forwarded = 0;
     // When a child failed: the others get this long to end on their own (they stop at once
     // when a peer died, and a failing run ends everywhere) before they are sent SIGTERM.
-    let mut stopping: Option<std::time::Instant> = None;
+    let mut failed_at: Option<std::time::Instant> = None;
     let grace = Duration::from_secs(2);
     let send = |children: &[Child], status: &[Option<u8>], sig: i32| {
         for (c, s) in children.iter().zip(status) {
@@ -137,18 +139,26 @@ fn wait_all(children: &mut [Child], signal: &AtomicUsize) -> u8 {
             if let Ok(Some(s)) = c.try_wait() {
                 let code = code_of(s);
                 status[i] = Some(code);
-                if code != 0 && stopping.is_none() {
+                if code != 0 && !terminated[i] {
                     eprintln!("eventflow: process {i} exited with status {code}");
-                    first_failure = Some(code);
-                    stopping = Some(std::time::Instant::now());
+                    failed_at.get_or_insert_with(std::time::Instant::now);
                 }
             }
         }
-        if stopping.is_some_and(|t| t.elapsed() > grace) {
+        if failed_at.is_some_and(|t| t.elapsed() > grace) {
+            for (i, s) in status.iter().enumerate() {
+                terminated[i] |= s.is_none();
+            }
             // Repeated every round; a child already ending ignores it.
             send(children, &status, libc::SIGTERM);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    first_failure.unwrap_or(0)
+    status
+        .iter()
+        .zip(&terminated)
+        .filter(|(_, t)| !**t)
+        .filter_map(|(s, _)| *s)
+        .max()
+        .unwrap_or(0)
 }
