@@ -360,3 +360,45 @@ impl ParserCtx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_has_exactly_one_owner_across_processes() {
+        // 3 processes × 2 workers: chunk k belongs to global worker k % 6.
+        let shares: Vec<ChunkShare> = (0..3)
+            .map(|p| ChunkShare {
+                first: p * 2,
+                local: 2,
+                total: 6,
+            })
+            .collect();
+        for k in 0..50u64 {
+            let owners: Vec<(usize, usize)> = shares
+                .iter()
+                .enumerate()
+                .filter_map(|(p, s)| s.owner(k).map(|w| (p, w)))
+                .collect();
+            let g = (k % 6) as usize;
+            assert_eq!(owners, vec![(g / 2, g % 2)], "chunk {k}");
+        }
+        let single = ChunkShare::single(4);
+        assert!(!single.is_partial());
+        assert_eq!(single.owner(9), Some(1));
+    }
+
+    #[test]
+    fn the_clock_gives_prefix_maxima_whatever_the_publishing_order() {
+        let clock = ChunkClock::default();
+        clock.publish(2, Some(5));
+        clock.publish(0, Some(3));
+        assert_eq!(clock.max_before(0), Some(None));
+        assert_eq!(clock.max_before(1), Some(Some(3)));
+        assert_eq!(clock.max_before(2), None, "chunk 1 is not published");
+        clock.publish(1, None);
+        assert_eq!(clock.max_before(2), Some(Some(3)));
+        assert_eq!(clock.max_before(3), Some(Some(5)));
+    }
+}

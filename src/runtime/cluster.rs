@@ -115,7 +115,7 @@ where
         return timely::execute(timely::Config::process(workers), func);
     };
     ACTIVE.store(true, Ordering::Relaxed);
-    let sockets = connect(c)?;
+    let sockets = connect(c, workers)?;
     let hooks = timely::communication::Hooks::default();
     let local =
         ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
@@ -131,15 +131,18 @@ where
 }
 
 /// The first bytes on every connection between two processes: "eventflw" in ASCII, then the
-/// connecting process's index and the number of processes (big-endian u64 each).
+/// connecting process's index, the number of processes and the workers per process (big-endian
+/// u64 each). The accepting process answers with one byte, [`AGREED`] or [`DISAGREED`].
 const MAGIC: u64 = u64::from_be_bytes(*b"eventflw");
+const AGREED: u8 = 1;
+const DISAGREED: u8 = 2;
 
 /// Connects this process to every other one: it connects to each lower-numbered process (retrying
 /// every 50 ms while that one is not yet listening) and accepts a connection from each
 /// higher-numbered one. Returns the sockets by process index (`None` for this one), ready for
 /// timely's communication threads. (Timely's own connection code retries only once a second and
 /// prints to stdout, where a sink may write.)
-fn connect(c: &Cluster) -> Result<Vec<Option<std::net::TcpStream>>, String> {
+fn connect(c: &Cluster, workers: usize) -> Result<Vec<Option<std::net::TcpStream>>, String> {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::time::{Duration, Instant};
@@ -152,12 +155,23 @@ fn connect(c: &Cluster) -> Result<Vec<Option<std::net::TcpStream>>, String> {
             c.addresses[me]
         )
     })?;
-    let hello = |stream: &mut TcpStream| -> std::io::Result<()> {
-        let mut bytes = [0u8; 24];
+    let disagree = |j: usize, n: usize, w: usize| {
+        format!(
+            "process {j} runs with --processes {n} --workers {w}, process {me} with --processes {} --workers {workers}; give every process the same",
+            c.processes
+        )
+    };
+    // Sends the greeting; the answer says whether the other process agrees on the layout.
+    let hello = |stream: &mut TcpStream| -> std::io::Result<bool> {
+        let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&MAGIC.to_be_bytes());
         bytes[8..16].copy_from_slice(&(me as u64).to_be_bytes());
-        bytes[16..].copy_from_slice(&(c.processes as u64).to_be_bytes());
-        stream.write_all(&bytes)
+        bytes[16..24].copy_from_slice(&(c.processes as u64).to_be_bytes());
+        bytes[24..].copy_from_slice(&(workers as u64).to_be_bytes());
+        stream.write_all(&bytes)?;
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer)?;
+        Ok(answer[0] == AGREED)
     };
     let patience = Duration::from_secs(10);
     for (j, address) in c.addresses.iter().enumerate().take(me) {
@@ -167,8 +181,13 @@ fn connect(c: &Cluster) -> Result<Vec<Option<std::net::TcpStream>>, String> {
             match TcpStream::connect(address) {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
-                    hello(&mut s)
+                    let agreed = hello(&mut s)
                         .map_err(|e| format!("cannot reach process {j} at `{address}`: {e}"))?;
+                    if !agreed {
+                        return Err(format!(
+                            "process {j} at `{address}` runs another layout (--processes, --workers); give every process the same"
+                        ));
+                    }
                     break s;
                 }
                 Err(e) => {
@@ -187,29 +206,36 @@ fn connect(c: &Cluster) -> Result<Vec<Option<std::net::TcpStream>>, String> {
         let (mut stream, from) = listener
             .accept()
             .map_err(|e| format!("process {me} cannot accept connections: {e}"))?;
-        let mut bytes = [0u8; 24];
+        let mut bytes = [0u8; 32];
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         if stream.read_exact(&mut bytes).is_err() {
             continue; // not one of ours
         }
         let word =
             |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let (magic, j, n) = (word(0), word(1) as usize, word(2) as usize);
+        let (magic, j, n, w) = (
+            word(0),
+            word(1) as usize,
+            word(2) as usize,
+            word(3) as usize,
+        );
         if magic != MAGIC {
             eprintln!("eventflow: process {me} ignored a connection from {from} that is not an eventflow process");
             continue;
         }
-        if n != c.processes {
-            return Err(format!(
-                "process {j} (at {from}) runs with --processes {n}, this one with {}",
-                c.processes
-            ));
+        if n != c.processes || w != workers {
+            let _ = stream.write_all(&[DISAGREED]);
+            return Err(disagree(j, n, w));
         }
         if j <= me || j >= c.processes || sockets[j].is_some() {
+            let _ = stream.write_all(&[DISAGREED]);
             return Err(format!(
                 "a process at {from} connected as process {j}, which is not expected here; check that every process has its own --process index"
             ));
         }
+        stream
+            .write_all(&[AGREED])
+            .map_err(|e| format!("cannot answer process {j} at {from}: {e}"))?;
         let _ = stream.set_read_timeout(None);
         let _ = stream.set_nodelay(true);
         sockets[j] = Some(stream);

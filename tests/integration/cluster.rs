@@ -162,8 +162,20 @@ fn hostfile(dir: &Path, processes: usize) -> PathBuf {
     path
 }
 
-/// Starts process `i` of 2.
+/// Starts process `i` of 2, with one worker.
 fn start(file: &Path, out: &Path, hosts: &Path, i: usize, extra: &[&str]) -> Child {
+    start_with(file, out, hosts, i, "1", extra)
+}
+
+/// Starts process `i` of 2, with `workers` workers.
+fn start_with(
+    file: &Path,
+    out: &Path,
+    hosts: &Path,
+    i: usize,
+    workers: &str,
+    extra: &[&str],
+) -> Child {
     Command::new(bin())
         .arg("run")
         .arg(file)
@@ -172,7 +184,7 @@ fn start(file: &Path, out: &Path, hosts: &Path, i: usize, extra: &[&str]) -> Chi
         .args([
             "--quiet",
             "--workers",
-            "1",
+            workers,
             "--processes",
             "2",
             "--hostfile",
@@ -372,6 +384,17 @@ fn processes_with_different_inputs_or_pipelines_refuse_to_start() {
     let (c1, e1) = wait_within(p1, Duration::from_secs(60), "process 1");
     assert_eq!((c0, c1), (Some(1), Some(1)), "{e0}\n{e1}");
     assert!(e1.contains("different pipeline files"), "{e1}");
+    assert!(!out.exists(), "a refused run writes nothing");
+
+    // Different worker counts are found while connecting.
+    let hosts = hostfile(dir.path(), 2);
+    let p0 = start_with(&pipeline, &out, &hosts, 0, "1", &[]);
+    let p1 = start_with(&pipeline, &out, &hosts, 1, "2", &[]);
+    let (c0, e0) = wait_within(p0, Duration::from_secs(60), "process 0");
+    let (c1, e1) = wait_within(p1, Duration::from_secs(60), "process 1");
+    assert_eq!((c0, c1), (Some(1), Some(1)), "{e0}\n{e1}");
+    assert!(e0.contains("give every process the same"), "{e0}");
+    assert!(e1.contains("runs another layout"), "{e1}");
     assert!(!out.exists(), "a refused run writes nothing");
 
     // Process 0 refusing (nothing to --resume) stops process 1 too.
