@@ -44,6 +44,32 @@ enum Command {
         /// Commit nothing: a crashed run cannot be resumed (for benchmarking the cost of commits).
         #[arg(long)]
         no_commit: bool,
+        /// Run as one of N cooperating processes (timely's cluster mode; see docs/cluster.md).
+        /// Needs --process and --hostfile, or --local.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+        processes: Option<u64>,
+        /// This process's index in the cluster, 0..N; process 0 writes the outputs.
+        #[arg(
+            long,
+            value_name = "I",
+            requires = "processes",
+            requires = "hostfile",
+            conflicts_with = "local"
+        )]
+        process: Option<usize>,
+        /// Host file: one `host:port` per line, process 0 first; the same file on every machine.
+        #[arg(
+            long,
+            value_name = "HOSTS",
+            requires = "processes",
+            requires = "process",
+            conflicts_with = "local"
+        )]
+        hostfile: Option<PathBuf>,
+        /// Start and supervise all N processes on this machine, on free loopback ports
+        /// [--workers default: cores / N].
+        #[arg(long, requires = "processes")]
+        local: bool,
     },
     /// Validate a pipeline file and print its plan: nodes, edges and schemas.
     Check {
@@ -218,17 +244,72 @@ pub fn main() -> ExitCode {
             resume,
             commit_interval,
             no_commit,
+            processes,
+            process,
+            hostfile,
+            local,
         } => {
             let plan = match load(&file) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            let workers = workers.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let processes = processes.unwrap_or(1) as usize;
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            if local {
+                // The processes share this machine's cores.
+                let workers = workers.unwrap_or((cores / processes).max(1));
+                let mut args: Vec<std::ffi::OsString> = vec![
+                    "run".into(),
+                    file.into_os_string(),
+                    "--workers".into(),
+                    workers.to_string().into(),
+                    "--commit-interval".into(),
+                    format!("{}ms", commit_interval.as_millis()).into(),
+                ];
+                if let Some(out) = out {
+                    args.extend(["--out".into(), out.into_os_string()]);
+                }
+                for (on, flag) in [
+                    (quiet, "--quiet"),
+                    (resume, "--resume"),
+                    (no_commit, "--no-commit"),
+                ] {
+                    if on {
+                        args.push(flag.into());
+                    }
+                }
+                return crate::launch::run_local(&args, processes);
+            }
+            let cluster = match (processes, process, hostfile) {
+                (1, _, _) => None,
+                (n, Some(i), Some(hosts)) => {
+                    if i >= n {
+                        eprintln!("error: --process {i} is out of range: with --processes {n}, give 0 to {}", n - 1);
+                        return ExitCode::from(1);
+                    }
+                    match crate::runtime::cluster::read_hostfile(&hosts, n) {
+                        Ok(addresses) => Some(crate::runtime::Cluster {
+                            processes: n,
+                            process: i,
+                            addresses,
+                        }),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+                (n, _, _) => {
+                    eprintln!("error: --processes {n} needs --process I and --hostfile HOSTS (or --local to start all {n} processes here)");
+                    return ExitCode::from(1);
+                }
+            };
+            let workers = workers.unwrap_or(cores);
             let out_dir = out.unwrap_or_else(|| Path::new("out").join(&plan.name));
+            let writes = cluster.as_ref().is_none_or(|c| c.process == 0);
+            let position = cluster.as_ref().map(|c| (c.process, c.processes));
             let opts = RunOptions {
                 workers,
                 out_dir: out_dir.clone(),
@@ -237,9 +318,16 @@ pub fn main() -> ExitCode {
                     commit_interval: (!no_commit).then_some(commit_interval),
                     require_resume: resume,
                 },
+                cluster,
             };
             let plan = Arc::new(plan);
             match crate::runtime::run(plan.clone(), &opts) {
+                Ok(_) if !writes => {
+                    if let (false, Some((i, n))) = (quiet, position) {
+                        eprintln!("process {i} of {n} finished; process 0 writes the outputs and the summary");
+                    }
+                    ExitCode::SUCCESS
+                }
                 Ok(summary) => {
                     if !quiet {
                         eprint!("{}", summary.render());
@@ -267,7 +355,11 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     // A refused resume is a usage error, like an invalid pipeline: nothing ran.
-                    let refused = matches!(e, crate::runtime::RunError::Resume { .. });
+                    let refused = matches!(
+                        e,
+                        crate::runtime::RunError::Resume { .. }
+                            | crate::runtime::RunError::Cluster(_)
+                    );
                     ExitCode::from(if refused { 1 } else { 2 })
                 }
             }

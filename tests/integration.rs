@@ -6,6 +6,7 @@ mod integration {
     pub mod bad_input;
     pub mod bench;
     pub mod cli;
+    pub mod cluster;
     pub mod errors;
     pub mod fuzz;
     pub mod golden;

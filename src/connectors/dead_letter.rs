@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// One dead-lettered record with its source.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     /// Source name.
     pub source: String,
@@ -37,6 +37,22 @@ impl DeadLetters {
             source: source.to_string(),
             record,
         }));
+    }
+
+    /// Adds dead letters collected elsewhere (another process of a cluster).
+    pub fn extend_letters(&self, letters: impl IntoIterator<Item = DeadLetter>) {
+        self.records
+            .lock()
+            .expect("dead-letter lock is never poisoned")
+            .extend(letters);
+    }
+
+    /// A copy of every dead letter so far, in arrival order.
+    pub fn snapshot(&self) -> Vec<DeadLetter> {
+        self.records
+            .lock()
+            .expect("dead-letter lock is never poisoned")
+            .clone()
     }
 
     /// Counts by (source, reason).

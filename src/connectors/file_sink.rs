@@ -76,8 +76,10 @@ pub struct SinkWriter {
 
 impl SinkWriter {
     /// Creates the output file (writing the header) and starts the writer thread for `workers`
-    /// local workers. With `recovery`, a file sink commits what it wrote; resuming, it appends
-    /// to the committed prefix of its file instead.
+    /// local workers, which send on `channel` (from [`channel`]; workers may start sending before
+    /// the writer starts). With `recovery`, a file sink commits what it wrote; resuming, it
+    /// appends to the committed prefix of its file instead.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &SinkConfig,
         schema: &Schema,
@@ -86,6 +88,7 @@ impl SinkWriter {
         workers: usize,
         interrupt: Arc<super::Interrupt>,
         recovery: Option<Recovery>,
+        channel: (Sender<SinkMsg>, Receiver<SinkMsg>),
     ) -> std::io::Result<SinkWriter> {
         // Only files commit; a snapshot is rewritten whole by every run.
         let recovery = recovery.filter(|_| matches!(cfg.target, SinkTarget::File(_)));
@@ -114,7 +117,7 @@ impl SinkWriter {
             due: Instant::now() + r.interval,
             recovery: r,
         });
-        let (sender, receiver) = unbounded();
+        let (sender, receiver) = channel;
         let mode = cfg.mode;
         let thread = std::thread::Builder::new()
             .name(format!("sink:{}", cfg.name))
@@ -571,7 +574,7 @@ impl Encoder {
     }
 }
 
-/// Creates a channel pair for tests that drive a writer by hand.
+/// Creates the channel from the workers' sink operators to a writer.
 pub fn channel() -> (Sender<SinkMsg>, Receiver<SinkMsg>) {
     unbounded()
 }
@@ -619,6 +622,7 @@ mod tests {
             2,
             Arc::new(interrupt),
             Some(recovery),
+            channel(),
         )
         .unwrap();
         for t in 0..10u64 {

@@ -2,10 +2,13 @@
 //! worker, feeding each worker over its own bounded channel.
 //!
 //! The file is memory-mapped and cut into chunks at record boundaries by [`split::Splitter`]
-//! (independent of how many threads parse). Chunk `k` goes to parser `k % parsers`, whose output
-//! goes to worker `k % parsers`. Each parser publishes the largest event time of every chunk it
-//! parsed to the source's [`ChunkClock`], so a worker can tell — in file order, whatever the
-//! number of workers — which of its records are late.
+//! (independent of how many threads parse). Chunk `k` belongs to global worker `k % total`
+//! ([`ChunkShare`]); in one process that is parser and worker `k % workers`, in a cluster each
+//! process scans the whole file for record boundaries but parses only its own workers' chunks.
+//! Each parser publishes the largest event time of every chunk it parsed to the source's
+//! [`ChunkClock`], so a worker can tell — in file order, whatever the number of workers — which
+//! of its records are late. In a cluster the parsers also hand those maxima to the runtime, which
+//! sends them to the other processes' clocks.
 
 use super::csv_parse::{self, CsvLayout};
 use super::jsonl_parse::{self, JsonLayout};
@@ -37,6 +40,43 @@ pub struct ParsedChunk {
     /// Bytes of the file the chunk covers.
     pub bytes: u64,
 }
+
+/// Which chunks of a file this process parses: chunk `k` belongs to global worker `k % total`,
+/// and this process runs global workers `first..first + local`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkShare {
+    /// Global index of this process's first worker.
+    pub first: usize,
+    /// Workers in this process.
+    pub local: usize,
+    /// Workers in all processes.
+    pub total: usize,
+}
+
+impl ChunkShare {
+    /// A single process with `workers` workers: every chunk is parsed here.
+    pub fn single(workers: usize) -> ChunkShare {
+        ChunkShare {
+            first: 0,
+            local: workers,
+            total: workers,
+        }
+    }
+
+    /// The local worker that parses chunk `index`, or `None` if another process does.
+    pub fn owner(&self, index: u64) -> Option<usize> {
+        let global = (index % self.total as u64) as usize;
+        (global >= self.first && global < self.first + self.local).then(|| global - self.first)
+    }
+
+    /// Whether other processes parse some chunks.
+    pub fn is_partial(&self) -> bool {
+        self.local < self.total
+    }
+}
+
+/// A chunk's largest valid event time (`None`: it has none), by chunk index.
+pub type ChunkMax = (u64, Option<i64>);
 
 /// Something to call when a worker has new input (the runtime installs timely activators).
 pub trait Wake: Send + Sync {
@@ -96,6 +136,9 @@ impl ChunkClock {
 pub struct FileSourceReader {
     /// One receiver per local worker; each worker takes its own.
     pub receivers: Vec<Mutex<Option<Receiver<ParsedChunk>>>>,
+    /// In a cluster, with event time: per local worker, the maxima of the chunks its parser
+    /// published, for the runtime to send to the other processes.
+    pub published: Vec<Mutex<Option<Receiver<ChunkMax>>>>,
     /// Event-time prefix maxima by chunk.
     pub clock: Arc<ChunkClock>,
     /// File size in bytes.
@@ -106,14 +149,18 @@ pub struct FileSourceReader {
 }
 
 impl FileSourceReader {
-    /// Maps the file and starts the splitter and `parsers` parser threads. `needed` marks the
-    /// schema fields the pipeline reads; CSV sources parse only those.
+    /// Maps the file and starts the splitter and one parser thread per local worker of `share`.
+    /// `needed` marks the schema fields the pipeline reads; CSV sources parse only those.
+    /// `waker` wakes the workers' source operators; `publish_waker` the operators that forward
+    /// published maxima to other processes (only used when `share` is partial).
     pub fn start(
         cfg: &SourceConfig,
         needed: &[bool],
-        parsers: usize,
+        share: ChunkShare,
         waker: Arc<dyn Wake>,
+        publish_waker: Arc<dyn Wake>,
     ) -> std::io::Result<FileSourceReader> {
+        let parsers = share.local;
         let file = std::fs::File::open(&cfg.path)?;
         let len = file.metadata()?.len();
         // SAFETY: the map is read-only; eventflow never writes its inputs, and the planner refuses
@@ -145,11 +192,18 @@ impl FileSourceReader {
         let mut threads = Vec::new();
         let mut chunk_senders = Vec::new();
         let mut receivers = Vec::new();
+        let mut published = Vec::new();
         for p in 0..parsers {
             let (chunk_tx, chunk_rx) = bounded::<split::Chunk>(CHANNEL_CHUNKS);
             let (out_tx, out_rx) = bounded::<ParsedChunk>(CHANNEL_CHUNKS);
             chunk_senders.push(chunk_tx);
             receivers.push(Mutex::new(Some(out_rx)));
+            // Unbounded, but one small entry per 1 MiB chunk.
+            let publish = (share.is_partial() && cfg.event_time.is_some()).then(|| {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                published.push(Mutex::new(Some(rx)));
+                (tx, publish_waker.clone())
+            });
             let ctx = ParserCtx {
                 map: map.clone(),
                 layout: layout.clone(),
@@ -159,6 +213,7 @@ impl FileSourceReader {
                 waker: waker.clone(),
                 parsed_bytes: parsed_bytes.clone(),
                 worker: p,
+                publish,
             };
             threads.push(
                 std::thread::Builder::new()
@@ -175,7 +230,11 @@ impl FileSourceReader {
                     let splitter =
                         Splitter::new(data, body_offset, first_line, CHUNK_BYTES, quote_aware);
                     for chunk in splitter {
-                        let p = (chunk.index % chunk_senders.len() as u64) as usize;
+                        let Some(p) = share.owner(chunk.index) else {
+                            // Another process parses it; the scan paged it in, page it out.
+                            split_map.release(chunk.start, chunk.end);
+                            continue;
+                        };
                         if chunk_senders[p].send(chunk).is_err() {
                             return; // the run is shutting down
                         }
@@ -184,6 +243,7 @@ impl FileSourceReader {
         );
         Ok(FileSourceReader {
             receivers,
+            published,
             clock,
             total_bytes: len,
             parsed_bytes,
@@ -242,6 +302,8 @@ struct ParserCtx {
     waker: Arc<dyn Wake>,
     parsed_bytes: Arc<AtomicU64>,
     worker: usize,
+    /// In a cluster: where to hand each chunk's maximum for the other processes, and whom to wake.
+    publish: Option<(Sender<ChunkMax>, Arc<dyn Wake>)>,
 }
 
 impl ParserCtx {
@@ -272,6 +334,10 @@ impl ParserCtx {
                     .max();
                 self.clock.publish(chunk.index, max);
                 self.waker.wake_all();
+                if let Some((tx, wake)) = &self.publish {
+                    let _ = tx.send((chunk.index, max));
+                    wake.wake(self.worker);
+                }
             }
             self.parsed_bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -288,5 +354,51 @@ impl ParserCtx {
         }
         drop(out);
         self.waker.wake(self.worker);
+        if let Some((tx, wake)) = self.publish {
+            drop(tx);
+            wake.wake(self.worker);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_has_exactly_one_owner_across_processes() {
+        // 3 processes × 2 workers: chunk k belongs to global worker k % 6.
+        let shares: Vec<ChunkShare> = (0..3)
+            .map(|p| ChunkShare {
+                first: p * 2,
+                local: 2,
+                total: 6,
+            })
+            .collect();
+        for k in 0..50u64 {
+            let owners: Vec<(usize, usize)> = shares
+                .iter()
+                .enumerate()
+                .filter_map(|(p, s)| s.owner(k).map(|w| (p, w)))
+                .collect();
+            let g = (k % 6) as usize;
+            assert_eq!(owners, vec![(g / 2, g % 2)], "chunk {k}");
+        }
+        let single = ChunkShare::single(4);
+        assert!(!single.is_partial());
+        assert_eq!(single.owner(9), Some(1));
+    }
+
+    #[test]
+    fn the_clock_gives_prefix_maxima_whatever_the_publishing_order() {
+        let clock = ChunkClock::default();
+        clock.publish(2, Some(5));
+        clock.publish(0, Some(3));
+        assert_eq!(clock.max_before(0), Some(None));
+        assert_eq!(clock.max_before(1), Some(Some(3)));
+        assert_eq!(clock.max_before(2), None, "chunk 1 is not published");
+        clock.publish(1, None);
+        assert_eq!(clock.max_before(2), Some(Some(3)));
+        assert_eq!(clock.max_before(3), Some(Some(5)));
     }
 }

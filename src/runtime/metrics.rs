@@ -65,8 +65,10 @@ pub struct SinkSummary {
 pub struct RunSummary {
     /// Pipeline name.
     pub pipeline: String,
-    /// Worker threads.
+    /// Worker threads per process.
     pub workers: usize,
+    /// Processes (1 unless the run was a cluster run).
+    pub processes: usize,
     /// Records read over all sources.
     pub records_read: u64,
     /// Records passed into the pipeline.
@@ -113,12 +115,16 @@ impl RunSummary {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "pipeline `{}`: {} records read in {:.2} s ({:.0} events/s, {} workers, peak memory {} MB)",
+            "pipeline `{}`: {} records read in {:.2} s ({:.0} events/s, {}, peak memory {} MB)",
             self.pipeline,
             self.records_read,
             self.wall_seconds,
             self.events_per_second,
-            self.workers,
+            if self.processes > 1 {
+                format!("{} processes × {} workers", self.processes, self.workers)
+            } else {
+                format!("{} workers", self.workers)
+            },
             self.peak_memory_bytes / (1 << 20)
         );
         for s in &self.sources {

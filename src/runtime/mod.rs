@@ -15,6 +15,7 @@
 //! - each sink consolidates and sorts what every completed tick produced and hands it to the
 //!   sink's writer thread ([`crate::connectors::file_sink`]).
 
+pub mod cluster;
 pub mod join;
 pub mod manifest;
 pub mod metrics;
@@ -23,13 +24,16 @@ pub mod recovery;
 pub mod source;
 pub mod window;
 
+pub use cluster::Cluster;
 pub use metrics::RunSummary;
 pub use recovery::RecoveryOptions;
 
 use crate::connectors::dead_letter::DeadLetters;
 use crate::connectors::file_sink::{self, consolidate, SinkMsg, SinkWriter};
-use crate::connectors::file_source::FileSourceReader;
 use crate::connectors::file_source::Wake;
+use crate::connectors::file_source::{
+    ChunkClock, ChunkMax, ChunkShare, FileSourceReader, ParsedChunk,
+};
 use crate::connectors::{Interrupt, SinkMode, SinkTarget};
 use crate::operators::aggregate::{AggState, AggregatePlan, Combiner};
 use crate::operators::{RecordOp, TransformOp};
@@ -46,7 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 
 impl IsZero for AggState {
@@ -72,6 +76,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Commits and resuming after a crash.
     pub recovery: RecoveryOptions,
+    /// Run as one process of a cluster (timely's cluster mode); `None`: a single process.
+    pub cluster: Option<Cluster>,
 }
 
 /// Why a run failed after it started.
@@ -124,6 +130,10 @@ pub enum RunError {
     /// A worker failed (a bug in eventflow).
     #[error("worker failed: {0}")]
     Worker(String),
+    /// The processes of a cluster did not agree to start (different pipelines, inputs or
+    /// worker counts, or process 0 refused). Nothing was written.
+    #[error("the cluster did not start: {0}")]
+    Cluster(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
@@ -237,16 +247,45 @@ fn combine<'s>(
         .as_collection()
 }
 
-/// Sends every completed tick's consolidated, sorted updates to the sink's writer.
-fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
+/// Sends every completed tick's consolidated, sorted updates to the sink's writer (`None`: this
+/// process writes no outputs). In a cluster of `to_process_zero = Some(workers)` workers per
+/// process, the updates first go to process 0's workers, spread over them by a hash of the row;
+/// the writer merges the parts of its local workers as in a single process.
+fn render_sink(
+    rows: Coll<'_>,
+    sender: Option<Sender<SinkMsg>>,
+    worker: usize,
+    to_process_zero: Option<usize>,
+) {
+    match to_process_zero {
+        None => sink_with(rows, Pipeline, sender, worker),
+        Some(workers) => {
+            let hasher = foldhash::fast::FixedState::with_seed(0);
+            let route = move |(row, _, _): &(Row, Tick, Diff)| {
+                use std::hash::BuildHasher;
+                hasher.hash_one(row) % workers as u64
+            };
+            sink_with(rows, Exchange::new(route), sender, worker)
+        }
+    }
+}
+
+fn sink_with<P>(rows: Coll<'_>, pact: P, sender: Option<Sender<SinkMsg>>, worker: usize)
+where
+    P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
+{
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
-    rows.inner.sink(Pipeline, "Sink", move |(input, frontier)| {
+    rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             for (row, t, d) in data.drain(..) {
                 stash.entry(t).or_default().push((row, d));
             }
         });
+        let Some(sender) = &sender else {
+            stash.clear(); // in a cluster, nothing reaches a process other than 0
+            return;
+        };
         let bound = frontier.frontier().iter().next().copied();
         while let Some(entry) = stash.first_entry() {
             if bound.is_some_and(|b| *entry.key() >= b) {
@@ -265,15 +304,102 @@ fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
     });
 }
 
+/// A sink's channel from the workers to its writer.
+type SinkChannel = (Sender<SinkMsg>, crossbeam_channel::Receiver<SinkMsg>);
+
+/// Creates the output folder, prepares crash recovery as `decision` says and starts the sink
+/// writers on `channels`.
+fn start_outputs(
+    plan: &Plan,
+    opts: &RunOptions,
+    workers: usize,
+    decision: recovery::Decision,
+    channels: BTreeMap<usize, SinkChannel>,
+    interrupt: &Arc<Interrupt>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Option<recovery::Prepared>, BTreeMap<usize, SinkWriter>), RunError> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(io_err("cannot create output folder", &opts.out_dir))?;
+    let recovery = recovery::apply(plan, &opts.out_dir, decision)?;
+    let mut writers = BTreeMap::new();
+    for (i, channel) in channels {
+        let node = &plan.nodes[i];
+        let NodeKind::Sink(cfg) = &node.kind else {
+            unreachable!("channels are made for sinks")
+        };
+        let path = match &cfg.target {
+            SinkTarget::File(p) => opts.out_dir.join(p),
+            SinkTarget::Stdout => PathBuf::from("-"),
+        };
+        let commits = recovery.as_ref().map(|r| file_sink::Recovery {
+            log: r.log.clone(),
+            interval: r.interval,
+            resume: r.resume.get(&node.name).copied(),
+            failing: stop.clone(),
+        });
+        let w = SinkWriter::start(
+            cfg,
+            &node.schema,
+            plan.time,
+            &opts.out_dir,
+            workers,
+            interrupt.clone(),
+            commits,
+            channel,
+        )
+        .map_err(io_err("cannot create output file", &path))?;
+        writers.insert(i, w);
+    }
+    Ok((recovery, writers))
+}
+
 /// Runs the pipeline to the end of its inputs and writes every output.
+///
+/// In a cluster ([`RunOptions::cluster`]) every process calls this; process 0 writes the
+/// outputs, `dead_letters.jsonl` and `summary.json`, and returns the summary of the whole run;
+/// the others write nothing and return their own share of the counters.
 pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let workers = opts.workers.max(1);
+    let cluster = opts.cluster.clone().filter(|c| c.processes > 1);
+    let (processes, process) = cluster
+        .as_ref()
+        .map_or((1, 0), |c| (c.processes, c.process));
+    // In a cluster, only process 0 writes outputs.
+    let writes = process == 0;
+    let manifest = match &cluster {
+        Some(_) => Some(
+            manifest::Manifest::of(&plan).map_err(|(path, source)| RunError::Io {
+                action: "cannot read input file",
+                path,
+                source,
+            })?,
+        ),
+        None => None,
+    };
     // Before anything is created: a run that cannot write its outputs does not start.
-    crate::plan::check_outputs(&plan, &opts.out_dir).map_err(RunError::Environment)?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(io_err("cannot create output folder", &opts.out_dir))?;
-    let recovery = recovery::prepare(&plan, &opts.out_dir, &opts.recovery)?;
+    let decided = match writes {
+        true => crate::plan::check_outputs(&plan, &opts.out_dir)
+            .map_err(RunError::Environment)
+            .and_then(|()| recovery::decide(&plan, &opts.out_dir, &opts.recovery, manifest.clone()))
+            .map(Some),
+        false => Ok(None),
+    };
+    // In a cluster, process 0's refusal is first told to the other processes at start-up.
+    let (mut decision, refusal) = match decided {
+        Ok(d) => (d, None),
+        Err(e) if cluster.is_none() => return Err(e),
+        Err(e) => (None, Some(e)),
+    };
+    let hello = match (&cluster, &manifest) {
+        (Some(_), Some(m)) => Some(cluster::Hello::of(
+            process,
+            workers,
+            m,
+            refusal.as_ref().map(|e| e.to_string()),
+        )),
+        _ => None,
+    };
     let (fusions, fused) = plan_fusion(&plan);
     let fusions = Arc::new(fusions);
     let fused = Arc::new(fused);
@@ -281,86 +407,85 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let dead = Arc::new(DeadLetters::default());
     // Set when a source fails the run (`on_error = "fail"`): sources stop, sinks stop committing.
     let stop = Arc::new(AtomicBool::new(false));
-    // Ctrl-C and SIGTERM ask the run to stop: sources end, sinks keep only final ticks.
+    // Ctrl-C and SIGTERM ask the run to stop: sources end, sinks keep only final ticks. Not in a
+    // cluster: there a signal ends the process at once, like a crash, and the run is resumed.
     let interrupt = Arc::new(Interrupt::default());
     let signal_ids: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
         .into_iter()
+        .filter(|_| cluster.is_none())
         .filter_map(|s| {
             signal_hook::flag::register_usize(s, interrupt.signal.clone(), s as usize).ok()
         })
         .collect();
+    let channels: BTreeMap<usize, SinkChannel> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| writes && matches!(n.kind, NodeKind::Sink(_)))
+        .map(|(i, _)| (i, file_sink::channel()))
+        .collect();
+    let senders: BTreeMap<usize, Sender<SinkMsg>> =
+        channels.iter().map(|(&i, c)| (i, c.0.clone())).collect();
+    let mut channels = Some(channels);
+    let mut outputs = None;
+    if cluster.is_none() {
+        let decision = decision.take().expect("a single process writes outputs");
+        let channels = channels.take().expect("channels are taken once");
+        outputs = Some(start_outputs(
+            &plan, opts, workers, decision, channels, &interrupt, &stop,
+        )?);
+    }
+    let share = ChunkShare {
+        first: process * workers,
+        local: workers,
+        total: processes * workers,
+    };
     let mut readers: BTreeMap<usize, (FileSourceReader, Arc<SourceWakers>, Arc<SourceMetrics>)> =
         BTreeMap::new();
-    let mut writers: BTreeMap<usize, SinkWriter> = BTreeMap::new();
+    let mut publish_wakers: BTreeMap<usize, Arc<SourceWakers>> = BTreeMap::new();
     for (i, node) in plan.nodes.iter().enumerate() {
-        match &node.kind {
-            NodeKind::Source(cfg) => {
-                let wakers = Arc::new(SourceWakers::new(workers));
-                let reader = FileSourceReader::start(cfg, &node.needed, workers, wakers.clone())
+        if let NodeKind::Source(cfg) = &node.kind {
+            let wakers = Arc::new(SourceWakers::new(workers));
+            let publish = Arc::new(SourceWakers::new(workers));
+            let reader =
+                FileSourceReader::start(cfg, &node.needed, share, wakers.clone(), publish.clone())
                     .map_err(io_err("cannot read input file", &cfg.path))?;
-                readers.insert(i, (reader, wakers, Arc::new(SourceMetrics::default())));
-            }
-            NodeKind::Sink(cfg) => {
-                let path = match &cfg.target {
-                    SinkTarget::File(p) => opts.out_dir.join(p),
-                    SinkTarget::Stdout => PathBuf::from("-"),
-                };
-                let commits = recovery.as_ref().map(|r| file_sink::Recovery {
-                    log: r.log.clone(),
-                    interval: r.interval,
-                    resume: r.resume.get(&node.name).copied(),
-                    failing: stop.clone(),
-                });
-                let w = SinkWriter::start(
-                    cfg,
-                    &node.schema,
-                    plan.time,
-                    &opts.out_dir,
-                    workers,
-                    interrupt.clone(),
-                    commits,
-                )
-                .map_err(io_err("cannot create output file", &path))?;
-                writers.insert(i, w);
-            }
-            NodeKind::Transform(_) => {}
+            readers.insert(i, (reader, wakers, Arc::new(SourceMetrics::default())));
+            publish_wakers.insert(i, publish);
         }
     }
 
     // Everything a worker needs, shared; senders sit behind a lock so that only the workers'
     // operators hold them once the run is over (a writer finishes when its senders are gone).
+    type Slots<T> = Vec<Mutex<Option<crossbeam_channel::Receiver<T>>>>;
     struct Shared {
-        chunks: BTreeMap<
-            usize,
-            Vec<
-                Mutex<
-                    Option<
-                        crossbeam_channel::Receiver<crate::connectors::file_source::ParsedChunk>,
-                    >,
-                >,
-            >,
-        >,
-        clocks: BTreeMap<usize, Arc<crate::connectors::file_source::ChunkClock>>,
+        chunks: BTreeMap<usize, Slots<ParsedChunk>>,
+        published: BTreeMap<usize, Slots<ChunkMax>>,
+        clocks: BTreeMap<usize, Arc<ChunkClock>>,
         wakers: BTreeMap<usize, Arc<SourceWakers>>,
+        publish_wakers: BTreeMap<usize, Arc<SourceWakers>>,
         metrics: BTreeMap<usize, Arc<SourceMetrics>>,
         senders: Mutex<Option<BTreeMap<usize, Sender<SinkMsg>>>>,
+        /// Global worker 0 in a cluster: the other processes' reports.
+        reports: Mutex<Vec<cluster::Report>>,
     }
     let mut shared = Shared {
         chunks: BTreeMap::new(),
+        published: BTreeMap::new(),
         clocks: BTreeMap::new(),
         wakers: BTreeMap::new(),
+        publish_wakers,
         metrics: BTreeMap::new(),
-        senders: Mutex::new(Some(
-            writers
-                .iter()
-                .map(|(&i, w)| (i, w.sender.clone()))
-                .collect(),
-        )),
+        senders: Mutex::new(Some(senders)),
+        reports: Mutex::default(),
     };
     for (&i, (reader, wakers, metrics)) in readers.iter_mut() {
         shared
             .chunks
             .insert(i, std::mem::take(&mut reader.receivers));
+        shared
+            .published
+            .insert(i, std::mem::take(&mut reader.published));
         shared.clocks.insert(i, reader.clock.clone());
         shared.wakers.insert(i, wakers.clone());
         shared.metrics.insert(i, metrics.clone());
@@ -370,18 +495,24 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let done = Arc::new(AtomicBool::new(false));
     // Wakes the source operators once a stop is requested, even if they are parked.
     let watcher = {
-        let (interrupt, done) = (interrupt.clone(), done.clone());
-        let wakers: Vec<Arc<SourceWakers>> = shared.wakers.values().cloned().collect();
+        let (interrupt, done, stop) = (interrupt.clone(), done.clone(), stop.clone());
+        let wakers: Vec<Arc<SourceWakers>> = shared
+            .wakers
+            .values()
+            .chain(shared.publish_wakers.values())
+            .cloned()
+            .collect();
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if interrupt.signal().is_some() {
+                if interrupt.signal().is_some() || stop.load(Ordering::Relaxed) {
                     wakers.iter().for_each(|w| w.wake_all());
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
     };
-    let progress = opts.progress.then(|| {
+    // Progress counts this process's records only, so a cluster shows none.
+    let progress = (opts.progress && cluster.is_none()).then(|| {
         let totals: Vec<(u64, Arc<SourceMetrics>)> = readers
             .values()
             .map(|(r, _, m)| (r.total_bytes, m.clone()))
@@ -396,99 +527,213 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let worker_plan = plan.clone();
     let worker_shared = shared.clone();
     let worker_dead = dead.clone();
-    let config = timely::Config::process(workers);
-    let guards = timely::execute(config, move |worker| {
-        let plan = &worker_plan;
-        let shared = &worker_shared;
-        let index = worker.index();
-        let senders = shared
-            .senders
-            .lock()
-            .expect("sender lock is never poisoned")
-            .clone()
-            .unwrap_or_default();
-        worker.dataflow::<Tick, _, _>(|scope| {
-            let mut colls: Vec<Option<Coll<'_>>> = (0..plan.nodes.len()).map(|_| None).collect();
-            for (i, node) in plan.nodes.iter().enumerate() {
-                match &node.kind {
-                    NodeKind::Source(cfg) => {
-                        let fusion = &fusions[&i];
-                        let chunks = shared.chunks[&i][index]
-                            .lock()
-                            .expect("receiver lock is never poisoned")
-                            .take();
-                        let chunks = chunks.expect("each worker takes its own receiver once");
-                        let task = SourceTask {
-                            name: node.name.clone(),
-                            schema: cfg.schema.clone(),
-                            chunks,
-                            clock: shared.clocks[&i].clone(),
-                            wakers: shared.wakers[&i].clone(),
-                            worker: index,
-                            time: plan.time,
-                            event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
-                            change: cfg.change.clone(),
-                            chain: fusion.chain.clone(),
-                            metrics: shared.metrics[&i].clone(),
-                            dead: worker_dead.clone(),
-                            on_error: cfg.on_error,
-                            stop: worker_stop.clone(),
-                            failure: worker_failure.clone(),
-                            interrupt: worker_interrupt.clone(),
-                        };
-                        colls[fusion.produces] = Some(match &fusion.aggregate {
-                            Some(p) => {
-                                let partials = source::render(
+    let worker_cluster = cluster.clone();
+    // Local worker 0 tells the main thread whether the start-up check passed.
+    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Result<(), String>>(1);
+    let guards = cluster::execute(
+        workers,
+        cluster.as_ref(),
+        move |worker| -> Result<(), String> {
+            let plan = &worker_plan;
+            let shared = &worker_shared;
+            let index = worker.index();
+            // Global index = process × workers + local index.
+            let local = index % workers;
+            if let (Some(c), Some(hello)) = (&worker_cluster, &hello) {
+                let items = match local {
+                    0 => (0..worker.peers())
+                        .map(|t| (t as u64, hello.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let hellos = cluster::exchange_once(worker, items);
+                let verdict = cluster::Hello::judge(&hellos, c.processes);
+                if local == 0 {
+                    let _ = verdict_tx.send(verdict.clone());
+                }
+                verdict?;
+            }
+            let senders = shared
+                .senders
+                .lock()
+                .expect("sender lock is never poisoned")
+                .clone()
+                .unwrap_or_default();
+            let to_process_zero = worker_cluster.as_ref().map(|_| workers);
+            worker.dataflow::<Tick, _, _>(|scope| {
+                let mut colls: Vec<Option<Coll<'_>>> =
+                    (0..plan.nodes.len()).map(|_| None).collect();
+                for (i, node) in plan.nodes.iter().enumerate() {
+                    match &node.kind {
+                        NodeKind::Source(cfg) => {
+                            let fusion = &fusions[&i];
+                            let chunks = shared.chunks[&i][local]
+                                .lock()
+                                .expect("receiver lock is never poisoned")
+                                .take();
+                            let chunks = chunks.expect("each worker takes its own receiver once");
+                            if let (Some(c), Some(slot)) =
+                                (&worker_cluster, shared.published[&i].get(local))
+                            {
+                                let published = slot
+                                    .lock()
+                                    .expect("receiver lock is never poisoned")
+                                    .take()
+                                    .expect("each worker takes its own receiver once");
+                                cluster::render_clock_share(
                                     scope,
-                                    task,
-                                    CombineEmitter::new(p.clone(), plan.time.tick_len()),
-                                )
-                                .as_collection();
-                                finish_aggregate(partials, p.clone(), plan.time)
+                                    &node.name,
+                                    published,
+                                    shared.publish_wakers[&i].clone(),
+                                    shared.clocks[&i].clone(),
+                                    shared.wakers[&i].clone(),
+                                    worker_stop.clone(),
+                                    c,
+                                    workers,
+                                    local,
+                                );
                             }
-                            None => {
-                                source::render(scope, task, RowEmitter::default()).as_collection()
-                            }
-                        });
+                            let task = SourceTask {
+                                name: node.name.clone(),
+                                schema: cfg.schema.clone(),
+                                chunks,
+                                clock: shared.clocks[&i].clone(),
+                                wakers: shared.wakers[&i].clone(),
+                                worker: local,
+                                time: plan.time,
+                                event_time: cfg.event_time.map(|f| (f, cfg.max_lateness_ms)),
+                                change: cfg.change.clone(),
+                                chain: fusion.chain.clone(),
+                                metrics: shared.metrics[&i].clone(),
+                                dead: worker_dead.clone(),
+                                on_error: cfg.on_error,
+                                stop: worker_stop.clone(),
+                                failure: worker_failure.clone(),
+                                interrupt: worker_interrupt.clone(),
+                            };
+                            colls[fusion.produces] = Some(match &fusion.aggregate {
+                                Some(p) => {
+                                    let partials = source::render(
+                                        scope,
+                                        task,
+                                        CombineEmitter::new(p.clone(), plan.time.tick_len()),
+                                    )
+                                    .as_collection();
+                                    finish_aggregate(partials, p.clone(), plan.time)
+                                }
+                                None => source::render(scope, task, RowEmitter::default())
+                                    .as_collection(),
+                            });
+                        }
+                        NodeKind::Transform(_) if fused[i] => {}
+                        NodeKind::Transform(t) => {
+                            let mut inputs = node
+                                .inputs
+                                .iter()
+                                .map(|&j| colls[j].clone().expect("inputs render first"));
+                            let first = inputs.next().expect("transforms have inputs");
+                            colls[i] = Some(match &t.op {
+                                TransformOp::Record(op) => {
+                                    let op = op.clone();
+                                    let mut scratch = Vec::new();
+                                    first.flat_map(move |mut row| {
+                                        op.apply(&mut row, &mut scratch).then_some(row)
+                                    })
+                                }
+                                TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
+                                TransformOp::Rank(p) => rank::top_k(first, p.clone()),
+                                TransformOp::Distinct(keep) => rank::distinct(first, keep.clone()),
+                                TransformOp::Join(p) => {
+                                    let right = inputs.next().expect("a join has two inputs");
+                                    join::render(first, right, p.clone())
+                                }
+                                TransformOp::Aggregate(p) => finish_aggregate(
+                                    combine(first, p.clone(), plan.time.tick_len()),
+                                    p.clone(),
+                                    plan.time,
+                                ),
+                            });
+                        }
+                        NodeKind::Sink(_) => {
+                            let input = colls[node.inputs[0]].clone().expect("inputs render first");
+                            render_sink(input, senders.get(&i).cloned(), local, to_process_zero);
+                        }
                     }
-                    NodeKind::Transform(_) if fused[i] => {}
-                    NodeKind::Transform(t) => {
-                        let mut inputs = node
-                            .inputs
-                            .iter()
-                            .map(|&j| colls[j].clone().expect("inputs render first"));
-                        let first = inputs.next().expect("transforms have inputs");
-                        colls[i] = Some(match &t.op {
-                            TransformOp::Record(op) => {
-                                let op = op.clone();
-                                let mut scratch = Vec::new();
-                                first.flat_map(move |mut row| {
-                                    op.apply(&mut row, &mut scratch).then_some(row)
+                }
+            });
+            if let Some(c) = &worker_cluster {
+                // Once the dataflow is complete everywhere, every process's sources have counted
+                // and dead-lettered everything: send it to global worker 0.
+                while worker.has_dataflows() {
+                    worker.step_or_park(None);
+                }
+                let items = match (local, c.process) {
+                    (0, p) if p != 0 => {
+                        let report = cluster::Report {
+                            sources: shared
+                                .metrics
+                                .iter()
+                                .map(|(&i, m)| {
+                                    let g = SourceMetrics::get;
+                                    let counts = [
+                                        g(&m.read),
+                                        g(&m.emitted),
+                                        g(&m.filtered),
+                                        g(&m.dead),
+                                        g(&m.skipped),
+                                        g(&m.bytes),
+                                    ];
+                                    (i, counts)
                                 })
-                            }
-                            TransformOp::Union => inputs.fold(first, |acc, c| acc.concat(c)),
-                            TransformOp::Rank(p) => rank::top_k(first, p.clone()),
-                            TransformOp::Distinct(keep) => rank::distinct(first, keep.clone()),
-                            TransformOp::Join(p) => {
-                                let right = inputs.next().expect("a join has two inputs");
-                                join::render(first, right, p.clone())
-                            }
-                            TransformOp::Aggregate(p) => finish_aggregate(
-                                combine(first, p.clone(), plan.time.tick_len()),
-                                p.clone(),
-                                plan.time,
-                            ),
-                        });
+                                .collect(),
+                            dead: worker_dead.snapshot(),
+                            failure: worker_failure
+                                .lock()
+                                .expect("failure lock is never poisoned")
+                                .clone(),
+                        };
+                        vec![(0, report)]
                     }
-                    NodeKind::Sink(_) => {
-                        let input = colls[node.inputs[0]].clone().expect("inputs render first");
-                        render_sink(input, senders[&i].clone(), index);
+                    _ => Vec::new(),
+                };
+                let reports = cluster::exchange_once(worker, items);
+                if index == 0 {
+                    shared
+                        .reports
+                        .lock()
+                        .expect("report lock is never poisoned")
+                        .extend(reports);
+                }
+            }
+            Ok(())
+        },
+    )
+    .map_err(|e| match cluster {
+        Some(_) => RunError::Cluster(e),
+        None => RunError::Worker(e),
+    })?;
+    // In a cluster, outputs are created only once every process agreed to start.
+    let mut start_error = None;
+    if cluster.is_some() {
+        match verdict_rx.recv() {
+            Ok(Ok(())) => {
+                if let (Some(decision), Some(channels)) = (decision.take(), channels.take()) {
+                    match start_outputs(&plan, opts, workers, decision, channels, &interrupt, &stop)
+                    {
+                        Ok(o) => outputs = Some(o),
+                        Err(e) => {
+                            // The other processes are running: stop this one's sources and let
+                            // the run end, then report.
+                            stop.store(true, Ordering::Relaxed);
+                            start_error = Some(e);
+                        }
                     }
                 }
             }
-        });
-    })
-    .map_err(RunError::Worker)?;
+            Ok(Err(why)) => start_error = Some(refusal.unwrap_or(RunError::Cluster(why))),
+            Err(_) => {} // the worker failed; join reports it
+        }
+    }
     let results = guards.join();
     *shared
         .senders
@@ -502,9 +747,45 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     for id in signal_ids {
         signal_hook::low_level::unregister(id);
     }
-    for r in results {
-        r.map_err(RunError::Worker)?;
+    if let Some(e) = start_error {
+        return Err(e);
     }
+    for r in results {
+        r.map_err(RunError::Worker)?.map_err(RunError::Cluster)?;
+    }
+    // The other processes' counters, dead letters and failures.
+    for report in std::mem::take(
+        &mut *shared
+            .reports
+            .lock()
+            .expect("report lock is never poisoned"),
+    ) {
+        for (i, counts) in report.sources {
+            if let Some(m) = shared.metrics.get(&i) {
+                let [read, emitted, filtered, dead_n, skipped, bytes] = counts;
+                for (c, n) in [
+                    (&m.read, read),
+                    (&m.emitted, emitted),
+                    (&m.filtered, filtered),
+                    (&m.dead, dead_n),
+                    (&m.skipped, skipped),
+                    (&m.bytes, bytes),
+                ] {
+                    c.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+        dead.extend_letters(report.dead);
+        if let Some(f) = report.failure {
+            let mut mine = failure.lock().expect("failure lock is never poisoned");
+            // The same rule as within a process: the earliest line wins.
+            if mine.as_ref().is_none_or(|m| m.1 > f.1) {
+                *mine = Some(f);
+            }
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let (recovery, writers) = outputs.unwrap_or_default();
 
     let mut sinks = Vec::new();
     for (i, writer) in writers {
@@ -531,8 +812,10 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         });
     }
     let dead_path = opts.out_dir.join("dead_letters.jsonl");
-    dead.write(&dead_path)
-        .map_err(io_err("cannot write dead letters", &dead_path))?;
+    if writes {
+        dead.write(&dead_path)
+            .map_err(io_err("cannot write dead letters", &dead_path))?;
+    }
     let dead_counts = dead.counts();
     let mut sources = Vec::new();
     for (i, (reader, _, m)) in readers {
@@ -565,6 +848,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let summary = RunSummary {
         pipeline: plan.name.clone(),
         workers,
+        processes,
         records_read: read,
         records_emitted: sources.iter().map(|s| s.emitted).sum(),
         records_filtered: sources.iter().map(|s| s.filtered).sum(),
@@ -588,10 +872,12 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             text
         }),
     };
-    let summary_path = opts.out_dir.join("summary.json");
-    let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");
-    std::fs::write(&summary_path, json + "\n")
-        .map_err(io_err("cannot write summary", &summary_path))?;
+    if writes {
+        let summary_path = opts.out_dir.join("summary.json");
+        let json = serde_json::to_string_pretty(&summary).expect("the summary always serializes");
+        std::fs::write(&summary_path, json + "\n")
+            .map_err(io_err("cannot write summary", &summary_path))?;
+    }
     let failed = failure
         .lock()
         .expect("failure lock is never poisoned")
@@ -603,14 +889,17 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             .complete()
             .map_err(io_err("cannot write commit log", &log))?;
     }
-    if let Some((source_name, line, detail)) = failed {
+    // In a cluster, process 0 reports the failure of the whole run (with the other processes'
+    // failures merged in); the others ended as planned.
+    if let Some((source_name, line, detail)) = failed.filter(|_| writes) {
         return Err(RunError::BadRecord {
             source_name,
             line,
             detail,
         });
     }
-    for (s, node) in summary.sources.iter().zip(
+    // Only process 0 knows the whole run's counts.
+    for (s, node) in summary.sources.iter().filter(|_| writes).zip(
         plan.nodes
             .iter()
             .filter(|n| matches!(n.kind, NodeKind::Source(_))),

@@ -61,6 +61,19 @@ enum Found {
     Different(String),
 }
 
+/// What a run will do with the output folder's recovery state, decided without writing
+/// anything ([`decide`]); [`apply`] carries it out.
+pub struct Decision {
+    /// Commit interval; `None`: recovery is off.
+    interval: Option<Duration>,
+    /// This run's identity (hashed only when recovery is on).
+    manifest: Option<Manifest>,
+    /// The unfinished run to resume, with its commits.
+    state: Option<LogState>,
+    /// Why an unfinished run found there is not resumed (a warning to print).
+    warning: Option<String>,
+}
+
 /// Prepares `.eventflow/` in `out_dir` for a run of `plan`: resumes an unfinished run of the same
 /// pipeline and inputs, or starts afresh. Prints what it does on stderr. `Ok(None)` when
 /// recovery is off.
@@ -69,8 +82,71 @@ pub fn prepare(
     out_dir: &Path,
     opts: &RecoveryOptions,
 ) -> Result<Option<Prepared>, RunError> {
-    let dir = out_dir.join(DIR);
+    apply(plan, out_dir, decide(plan, out_dir, opts, None)?)
+}
+
+/// Decides, reading but not writing the output folder, whether a run of `plan` resumes the run
+/// there or starts afresh; fails if `--resume` cannot be honoured. `manifest` is this run's
+/// identity if it was already computed.
+pub fn decide(
+    plan: &Plan,
+    out_dir: &Path,
+    opts: &RecoveryOptions,
+    manifest: Option<Manifest>,
+) -> Result<Decision, RunError> {
     let Some(interval) = opts.commit_interval else {
+        return Ok(Decision {
+            interval: None,
+            manifest: None,
+            state: None,
+            warning: None,
+        });
+    };
+    let manifest = match manifest {
+        Some(m) => m,
+        None => Manifest::of(plan).map_err(|(path, source)| RunError::Io {
+            action: "cannot read input file",
+            path,
+            source,
+        })?,
+    };
+    let found = examine(plan, out_dir, &manifest)?;
+    let refuse = |reason: String| RunError::Resume {
+        out: out_dir.to_path_buf(),
+        reason,
+    };
+    let (state, warning) = match found {
+        Found::Resumable(state) => (Some(state), None),
+        Found::Nothing if opts.require_resume => {
+            return Err(refuse(format!(
+                "it holds no interrupted run (no `{DIR}/run.json`)"
+            )))
+        }
+        Found::Completed if opts.require_resume => {
+            return Err(refuse(
+                "its run completed, so there is nothing to resume".into(),
+            ))
+        }
+        Found::Different(why) if opts.require_resume => return Err(refuse(why)),
+        Found::Different(why) => (None, Some(why)),
+        Found::Nothing | Found::Completed => (None, None),
+    };
+    Ok(Decision {
+        interval: Some(interval),
+        manifest: Some(manifest),
+        state,
+        warning,
+    })
+}
+
+/// Carries out a [`decide`]d start: resets or reopens `.eventflow/` (prints what it does).
+pub fn apply(
+    plan: &Plan,
+    out_dir: &Path,
+    decision: Decision,
+) -> Result<Option<Prepared>, RunError> {
+    let dir = out_dir.join(DIR);
+    let (Some(interval), Some(manifest)) = (decision.interval, decision.manifest) else {
         // Commits this run does not keep would describe files it rewrites: drop them.
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -83,38 +159,13 @@ pub fn prepare(
             _ => return Ok(None),
         }
     };
-    let manifest = Manifest::of(plan).map_err(|(path, source)| RunError::Io {
-        action: "cannot read input file",
-        path,
-        source,
-    })?;
-    let found = examine(plan, out_dir, &manifest)?;
-    let refuse = |reason: String| RunError::Resume {
-        out: out_dir.to_path_buf(),
-        reason,
-    };
-    let state = match found {
-        Found::Resumable(state) => Some(state),
-        Found::Nothing if opts.require_resume => {
-            return Err(refuse(format!(
-                "it holds no interrupted run (no `{DIR}/run.json`)"
-            )))
-        }
-        Found::Completed if opts.require_resume => {
-            return Err(refuse(
-                "its run completed, so there is nothing to resume".into(),
-            ))
-        }
-        Found::Different(why) if opts.require_resume => return Err(refuse(why)),
-        Found::Different(why) => {
-            eprintln!(
-                "warning: `{}` holds an unfinished run that cannot be resumed ({why}); starting afresh",
-                out_dir.display()
-            );
-            None
-        }
-        Found::Nothing | Found::Completed => None,
-    };
+    if let Some(why) = &decision.warning {
+        eprintln!(
+            "warning: `{}` holds an unfinished run that cannot be resumed ({why}); starting afresh",
+            out_dir.display()
+        );
+    }
+    let state = decision.state;
     let log_path = dir.join("commits.log");
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();

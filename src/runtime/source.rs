@@ -35,7 +35,7 @@ impl SourceWakers {
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
         }
     }
-    fn install(&self, worker: usize, activator: SyncActivator) {
+    pub(crate) fn install(&self, worker: usize, activator: SyncActivator) {
         *self.slots[worker]
             .lock()
             .expect("waker lock is never poisoned") = Some(activator);
@@ -148,7 +148,7 @@ impl Emitter for CombineEmitter {
 /// Builds the source operator on this worker.
 pub fn render<'s, E: Emitter>(
     scope: Scope<'s, Tick>,
-    task: SourceTask,
+    mut task: SourceTask,
     mut emitter: E,
 ) -> Stream<'s, Tick, Vec<(Row, Tick, E::Diff)>> {
     let name = format!("Source({})", task.name);
@@ -171,6 +171,12 @@ pub fn render<'s, E: Emitter>(
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
                 let mut handled = 0;
+                if task.stop.load(Ordering::Relaxed) && !disconnected && waiting.is_some() {
+                    // The run is failing: a chunk waiting for the clock may wait for chunks
+                    // nobody will parse (in a cluster, another process stopped); drop it.
+                    disconnected = true;
+                    waiting = None;
+                }
                 if task.interrupt.signal().is_some() && !disconnected {
                     // Stop reading; everything before our capability is already emitted and
                     // final, everything after will be dropped by the sinks.
@@ -232,6 +238,9 @@ pub fn render<'s, E: Emitter>(
                 }
                 if finished {
                     cap = None;
+                    // Let go of the channel: parsers blocked on it end, and so does everything
+                    // waiting for them.
+                    task.chunks = crossbeam_channel::never();
                     return;
                 }
                 if bound > *c.time() {
