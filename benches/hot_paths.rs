@@ -384,6 +384,7 @@ fn end_to_end(c: &mut Criterion) {
                     out_dir: e2e.out.path().to_path_buf(),
                     progress: false,
                     recovery: Default::default(),
+                    stop_when_idle: None,
                 };
                 b.iter(|| {
                     let summary = run(e2e.plan.clone(), &opts).expect("run succeeds");

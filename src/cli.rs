@@ -44,6 +44,22 @@ enum Command {
         /// Commit nothing: a crashed run cannot be resumed (for benchmarking the cost of commits).
         #[arg(long)]
         no_commit: bool,
+        /// Live sources (rabbitmq) end their input once no message came for this long
+        /// (e.g. `5s`); without it they run until Ctrl-C or SIGTERM.
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        stop_when_idle: Option<std::time::Duration>,
+    },
+    /// Publish every record of a CSV (header skipped) or JSON Lines file to a RabbitMQ queue,
+    /// one persistent message per record, with publisher confirms.
+    Publish {
+        /// Data file (`.csv`, or JSON Lines).
+        file: PathBuf,
+        /// Queue to publish to (declared durable if missing).
+        #[arg(long)]
+        queue: String,
+        /// Broker URL [default: $EVENTFLOW_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/%2f].
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
     },
     /// Validate a pipeline file and print its plan: nodes, edges and schemas.
     Check {
@@ -218,6 +234,7 @@ pub fn main() -> ExitCode {
             resume,
             commit_interval,
             no_commit,
+            stop_when_idle,
         } => {
             let plan = match load(&file) {
                 Ok(p) => p,
@@ -237,6 +254,7 @@ pub fn main() -> ExitCode {
                     commit_interval: (!no_commit).then_some(commit_interval),
                     require_resume: resume,
                 },
+                stop_when_idle,
             };
             let plan = Arc::new(plan);
             match crate::runtime::run(plan.clone(), &opts) {
@@ -269,6 +287,21 @@ pub fn main() -> ExitCode {
                     // A refused resume is a usage error, like an invalid pipeline: nothing ran.
                     let refused = matches!(e, crate::runtime::RunError::Resume { .. });
                     ExitCode::from(if refused { 1 } else { 2 })
+                }
+            }
+        }
+        Command::Publish { file, queue, to } => {
+            match crate::connectors::amqp_sink::publish_file(&file, to.as_deref(), &queue) {
+                Ok(n) => {
+                    eprintln!(
+                        "published {n} messages from {} to queue `{queue}`",
+                        file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

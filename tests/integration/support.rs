@@ -54,6 +54,7 @@ pub fn run_pipeline(file: &Path, workers: usize, out: &Path) -> RunSummary {
         out_dir: out.to_path_buf(),
         progress: false,
         recovery: Default::default(),
+        stop_when_idle: None,
     };
     let summary = run(Arc::new(plan), &opts).expect("pipeline runs");
     assert!(
