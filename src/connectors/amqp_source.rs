@@ -472,14 +472,26 @@ impl Reader {
                 self.queue
             )
         })?;
-        let waker = self.waker.clone();
-        consumer.set_delegate(move |d: DeliveryResult| {
-            let tx = tx.clone();
-            let _ = &waker;
-            async move {
-                let _ = tx.send(d);
-            }
-        });
+        // A thread pulls the consumer's stream in order (lapin runs a consumer delegate as one
+        // task per delivery, which may reorder them) and ends when the consumer does.
+        std::thread::Builder::new()
+            .name(format!("rabbitmq-recv:{}", self.name))
+            .spawn(move || {
+                use futures_lite::StreamExt;
+                let mut consumer = consumer;
+                loop {
+                    let d: DeliveryResult = match block(consumer.next()) {
+                        Some(Ok(d)) => Ok(Some(d)),
+                        Some(Err(e)) => Err(e),
+                        None => Ok(None),
+                    };
+                    let end = !matches!(d, Ok(Some(_)));
+                    if tx.send(d).is_err() || end {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("{}: cannot start a thread: {e}", self.what()))?;
         Ok(Consuming {
             link,
             deliveries: rx,
