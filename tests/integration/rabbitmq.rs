@@ -347,7 +347,7 @@ group_by = ["key"]
 window = {{ type = "tumbling", size = "1m" }}
 aggregates = {{ n = "count(*)" }}
 
-[sinks.counts]
+[sinks.counts_out]
 type = "csv"
 input = "counts"
 path = "counts.csv"
