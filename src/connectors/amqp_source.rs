@@ -322,8 +322,7 @@ impl Reader {
         let mut conn: Option<Consuming> = None;
         let mut batch: Vec<(Message, u64)> = Vec::new();
         let mut last_message = Instant::now();
-        let reading = !self.ctx.stop.load(Ordering::Relaxed);
-        while reading {
+        loop {
             if self.ctx.interrupt.signal().is_some() || self.ctx.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -513,10 +512,10 @@ impl Reader {
             }
             let idle = matches!(e, Entry::Idle(_));
             batch.push(e);
-            if idle || batch.len() >= BATCH_MESSAGES {
-                if !self.feed_replayed(std::mem::take(&mut batch)) {
-                    return Ok(());
-                }
+            if (idle || batch.len() >= BATCH_MESSAGES)
+                && !self.feed_replayed(std::mem::take(&mut batch))
+            {
+                return Ok(());
             }
         }
         if !batch.is_empty() {
