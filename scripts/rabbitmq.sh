@@ -4,6 +4,7 @@
 #   scripts/rabbitmq.sh start     start it detached, wait for port 5672, then `rabbitmqctl await_startup`
 #   scripts/rabbitmq.sh stop      `rabbitmqctl shutdown`, `epmd -kill`
 #   scripts/rabbitmq.sh status    exit 0 if the broker answers
+#   scripts/rabbitmq.sh bounce S  stop the broker application for S seconds, then start it again
 # The tests find it at EVENTFLOW_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f).
 set -euo pipefail
 
@@ -42,11 +43,19 @@ case "${1:-}" in
     rabbitmqctl -q shutdown 2>/dev/null || true
     epmd -kill 2>/dev/null || true
     ;;
+  bounce)
+    # Stops the broker application for ${2:-2} seconds and starts it again (the broker-restart
+    # test); the node and its durable queues stay.
+    rabbitmqctl -q stop_app
+    sleep "${2:-2}"
+    rabbitmqctl -q start_app
+    timeout 60 rabbitmqctl -q await_startup
+    ;;
   status)
     port_open && rabbitmqctl -q await_startup >/dev/null 2>&1
     ;;
   *)
-    echo "usage: $0 install|start|stop|status" >&2
+    echo "usage: $0 install|start|stop|status|bounce [SECONDS]" >&2
     exit 2
     ;;
 esac

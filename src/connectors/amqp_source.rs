@@ -340,7 +340,11 @@ impl Reader {
             }
             if conn.is_none() {
                 match self.connect() {
-                    Ok(c) => conn = Some(c),
+                    Ok(c) => {
+                        conn = Some(c);
+                        // Quiet time counts from the (re)connection, not across an outage.
+                        last_message = Instant::now();
+                    }
                     Err(msg) => {
                         self.fail(msg);
                         break;

@@ -12,6 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Broker tests run one at a time: one of them restarts the broker.
+static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the broker for one test.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    BROKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The broker URL, or `None` (with a notice) when there is no broker to test against.
 fn broker(test: &str) -> Option<String> {
     let url = std::env::var("EVENTFLOW_AMQP_URL")
@@ -159,6 +167,7 @@ fn reference(dir: &Path, data: &Path) -> PathBuf {
 
 #[test]
 fn rabbitmq_source_gives_the_file_pipelines_outputs_and_empties_the_queue() {
+    let _broker = exclusive();
     let Some(url) = broker("rabbitmq_source_gives_the_file_pipelines_outputs") else {
         return;
     };
@@ -220,6 +229,7 @@ fn commits(out: &Path) -> usize {
 
 #[test]
 fn rabbitmq_run_killed_mid_stream_resumes_without_loss_or_double_counting() {
+    let _broker = exclusive();
     let Some(url) = broker("rabbitmq_run_killed_mid_stream_resumes") else {
         return;
     };
@@ -306,6 +316,7 @@ fn event(minute: u32, second: u32, key: &str) -> String {
 /// event on the idle source is dead-lettered as late, saying the source was idle.
 #[test]
 fn an_idle_source_does_not_hold_back_the_others_windows() {
+    let _broker = exclusive();
     let Some(url) = broker("an_idle_source_does_not_hold_back") else {
         return;
     };
@@ -399,6 +410,7 @@ path = "counts.csv"
 /// A rabbitmq sink publishes every update once, as JSON with a stable message id.
 #[test]
 fn rabbitmq_sink_publishes_each_update_with_a_stable_id() {
+    let _broker = exclusive();
     let Some(url) = broker("rabbitmq_sink_publishes_each_update") else {
         return;
     };
@@ -457,5 +469,60 @@ fn rabbitmq_sink_publishes_each_update_with_a_stable_id() {
         first.get("diff").is_some() && first.get("time").is_some(),
         "{first}"
     );
+    delete_queue(&url, &q);
+}
+
+/// The broker goes away for a few seconds mid-run: the source reconnects, the broker redelivers
+/// what was not acknowledged, and the outputs are still the file pipeline's.
+#[test]
+fn rabbitmq_broker_restart_mid_run_reconnects_and_finishes_correctly() {
+    let _broker = exclusive();
+    let Some(url) = broker("rabbitmq_broker_restart_mid_run") else {
+        return;
+    };
+    let script = root().join("scripts/rabbitmq.sh");
+    if !Command::new(&script)
+        .arg("status")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("notice: broker restart test skipped: the broker is not the local one `scripts/rabbitmq.sh` controls");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let events = 60_000;
+    let data = generate_orders(dir.path(), events, 13, 0.0);
+    let reference = reference(dir.path(), &data);
+    let q = queue("bounce");
+    publish(&url, &data, &q);
+    let pipeline = rabbit_pipeline(dir.path(), &q, &url);
+    let out = dir.path().join("rabbit");
+    let child = start(
+        &pipeline,
+        &out,
+        &["--commit-interval", "50ms", "--stop-when-idle", "4s"],
+    );
+    let t = Instant::now();
+    while commits(&out) < 2 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let bounced = Command::new(&script)
+        .args(["bounce", "2"])
+        .status()
+        .unwrap();
+    assert!(bounced.success());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reconnecting"),
+        "the loss was logged: {stderr}"
+    );
+    for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
+        assert_same_file(&reference.join(f), &out.join(f));
+    }
+    let s = summary(&out);
+    assert_eq!(s["records_read"], events, "{s}");
+    assert_eq!(queue_len(&url, &q), 0, "the queue is empty at the end");
     delete_queue(&url, &q);
 }
