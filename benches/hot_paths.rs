@@ -385,6 +385,7 @@ fn end_to_end(c: &mut Criterion) {
                     progress: false,
                     recovery: Default::default(),
                     cluster: None,
+                    stop_when_idle: None,
                 };
                 b.iter(|| {
                     let summary = run(e2e.plan.clone(), &opts).expect("run succeeds");

@@ -70,6 +70,22 @@ enum Command {
         /// [--workers default: cores / N].
         #[arg(long, requires = "processes")]
         local: bool,
+        /// Live sources (rabbitmq) end their input once no message came for this long
+        /// (e.g. `5s`); without it they run until Ctrl-C or SIGTERM.
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        stop_when_idle: Option<std::time::Duration>,
+    },
+    /// Publish every record of a CSV (header skipped) or JSON Lines file to a RabbitMQ queue,
+    /// one persistent message per record, with publisher confirms.
+    Publish {
+        /// Data file (`.csv`, or JSON Lines).
+        file: PathBuf,
+        /// Queue to publish to (declared durable if missing).
+        #[arg(long)]
+        queue: String,
+        /// Broker URL [default: $EVENTFLOW_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/%2f].
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
     },
     /// Validate a pipeline file and print its plan: nodes, edges and schemas.
     Check {
@@ -248,6 +264,7 @@ pub fn main() -> ExitCode {
             process,
             hostfile,
             local,
+            stop_when_idle,
         } => {
             let plan = match load(&file) {
                 Ok(p) => p,
@@ -319,6 +336,7 @@ pub fn main() -> ExitCode {
                     require_resume: resume,
                 },
                 cluster,
+                stop_when_idle,
             };
             let plan = Arc::new(plan);
             match crate::runtime::run(plan.clone(), &opts) {
@@ -361,6 +379,21 @@ pub fn main() -> ExitCode {
                             | crate::runtime::RunError::Cluster(_)
                     );
                     ExitCode::from(if refused { 1 } else { 2 })
+                }
+            }
+        }
+        Command::Publish { file, queue, to } => {
+            match crate::connectors::amqp_sink::publish_file(&file, to.as_deref(), &queue) {
+                Ok(n) => {
+                    eprintln!(
+                        "published {n} messages from {} to queue `{queue}`",
+                        file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -19,7 +19,7 @@
 //! use std::sync::Arc;
 //! let spec = eventflow::spec::PipelineSpec::load("pipelines/orders_revenue.toml".as_ref()).map_err(|e| e.1).unwrap();
 //! let plan = eventflow::plan::build(&spec).unwrap();
-//! let opts = eventflow::runtime::RunOptions { workers: 2, out_dir: "out/orders_revenue".into(), progress: false, recovery: Default::default(), cluster: None };
+//! let opts = eventflow::runtime::RunOptions { workers: 2, out_dir: "out/orders_revenue".into(), progress: false, recovery: Default::default(), cluster: None, stop_when_idle: None };
 //! let summary = eventflow::runtime::run(Arc::new(plan), &opts).unwrap();
 //! assert!(summary.balanced());
 //! ```

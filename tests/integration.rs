@@ -12,6 +12,7 @@ mod integration {
     pub mod golden;
     pub mod operators;
     pub mod oracle;
+    pub mod rabbitmq;
     pub mod recovery;
     pub mod support;
     pub mod windows;

@@ -116,6 +116,8 @@ impl LogState {
 #[derive(Debug)]
 pub struct CommitLog {
     file: Mutex<File>,
+    /// The last commit of each sink in this run, for live sources deciding what to acknowledge.
+    latest: Mutex<BTreeMap<String, Commit>>,
 }
 
 impl CommitLog {
@@ -132,6 +134,7 @@ impl CommitLog {
         file.sync_all()?;
         Ok(CommitLog {
             file: Mutex::new(file),
+            latest: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -142,7 +145,21 @@ impl CommitLog {
             bound: commit.bound,
             bytes: commit.bytes,
             rows: commit.rows,
-        })
+        })?;
+        self.latest
+            .lock()
+            .expect("commit log lock is never poisoned")
+            .insert(sink.to_string(), *commit);
+        Ok(())
+    }
+
+    /// `sink`'s last durable commit in this run, if it made one.
+    pub fn latest(&self, sink: &str) -> Option<Commit> {
+        self.latest
+            .lock()
+            .expect("commit log lock is never poisoned")
+            .get(sink)
+            .copied()
     }
 
     /// Records that the run finished.

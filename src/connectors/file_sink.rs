@@ -91,7 +91,7 @@ impl SinkWriter {
         channel: (Sender<SinkMsg>, Receiver<SinkMsg>),
     ) -> std::io::Result<SinkWriter> {
         // Only files commit; a snapshot is rewritten whole by every run.
-        let recovery = recovery.filter(|_| matches!(cfg.target, SinkTarget::File(_)));
+        let recovery = recovery.filter(|_| !matches!(cfg.target, SinkTarget::Stdout));
         let resume = recovery
             .as_ref()
             .and_then(|r| r.resume)
@@ -108,6 +108,25 @@ impl SinkWriter {
                 }
             }
             SinkTarget::Stdout => Dest::stdout(),
+            SinkTarget::Amqp {
+                url,
+                queue,
+                pipeline,
+            } => {
+                let publisher = super::amqp_sink::Publisher::connect(
+                    url.as_deref(),
+                    queue,
+                    &format!("{pipeline}:{}", cfg.name),
+                    &cfg.name,
+                )
+                .map_err(std::io::Error::other)?;
+                let mut dest = Dest {
+                    kind: DestKind::Amqp(Box::new(publisher)),
+                    bytes: 0,
+                };
+                dest.bytes = resume.map_or(0, |c| c.bytes);
+                dest
+            }
         };
         let mut encoder = Encoder::new(cfg, schema, time, dest, resume.is_none())?;
         encoder.stats.rows = resume.map_or(0, |c| c.rows);
@@ -341,6 +360,8 @@ pub struct Dest {
 enum DestKind {
     File(std::io::BufWriter<std::fs::File>),
     Stdout(std::io::BufWriter<std::io::Stdout>),
+    /// One message per line; `bytes` counts the lines (messages).
+    Amqp(Box<super::amqp_sink::Publisher>),
 }
 
 impl Dest {
@@ -401,25 +422,33 @@ impl Dest {
     pub fn sync_data(&self) -> std::io::Result<()> {
         match &self.kind {
             DestKind::File(w) => w.get_ref().sync_data(),
-            DestKind::Stdout(_) => Ok(()),
+            // Flushing waited for the broker's confirms of persistent messages.
+            DestKind::Stdout(_) | DestKind::Amqp(_) => Ok(()),
+        }
+    }
+
+    /// The rows that follow are at `tick` (message ids of queue sinks name it).
+    pub fn begin_tick(&mut self, tick: Tick) {
+        if let DestKind::Amqp(p) = &mut self.kind {
+            p.begin_tick(tick);
         }
     }
 }
 
 impl Write for Dest {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = match &mut self.kind {
-            DestKind::File(w) => w.write(buf)?,
-            DestKind::Stdout(w) => w.write(buf)?,
-        };
-        self.bytes += n as u64;
-        Ok(n)
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match &mut self.kind {
             DestKind::File(w) => w.write_all(buf)?,
             DestKind::Stdout(w) => w.write_all(buf)?,
+            DestKind::Amqp(p) => {
+                self.bytes += p.write(buf)?;
+                return Ok(());
+            }
         }
         self.bytes += buf.len() as u64;
         Ok(())
@@ -429,6 +458,7 @@ impl Write for Dest {
         match &mut self.kind {
             DestKind::File(w) => w.flush(),
             DestKind::Stdout(w) => w.flush(),
+            DestKind::Amqp(p) => p.flush(),
         }
     }
 }
@@ -536,6 +566,9 @@ impl Encoder {
 
     fn write_updates(&mut self, tick: Tick, rows: &[(Row, Diff)]) -> std::io::Result<()> {
         debug_assert_eq!(self.mode, SinkMode::Updates);
+        if let Output::Jsonl(w) = &mut self.out {
+            w.begin_tick(tick);
+        }
         for (row, diff) in rows {
             self.write_row(row, Some((tick, *diff)))?;
         }

@@ -94,15 +94,58 @@ pub struct ChunkClock {
 
 #[derive(Default)]
 struct ClockState {
-    /// Max event time of each published chunk beyond the known prefix.
-    pending: std::collections::BTreeMap<u64, Option<i64>>,
+    /// Max event time (and end position, for live sources) of each published chunk beyond the
+    /// known prefix.
+    pending: std::collections::BTreeMap<u64, (Option<i64>, Option<u64>)>,
     /// `prefix[k]` = max event time over chunks `0..k`, for every `k` up to the first unpublished chunk.
     prefix: Vec<Option<i64>>,
+    /// Record position just after the last chunk of the prefix (live sources publish it).
+    end: u64,
+    /// The first chunk that was an idle advance of the watermark (live sources only).
+    first_idle: Option<u64>,
 }
 
 impl ChunkClock {
     /// Publishes chunk `index`'s largest event time (`None` if it has no valid time).
     pub fn publish(&self, index: u64, max: Option<i64>) {
+        self.publish_at(index, max, None);
+    }
+
+    /// Publishes a live source's chunk `index`: its largest event time and the record position
+    /// just after it. A live reader publishes a chunk only after sending it to its worker, so a
+    /// worker that sees chunk `k` published and finds its channel empty has had every chunk
+    /// before `k` that is meant for it ([`ChunkClock::published`]).
+    pub fn publish_live(&self, index: u64, max: Option<i64>, end: u64) {
+        self.publish_at(index, max, Some(end));
+    }
+
+    /// Publishes chunk `index` of a live source as an idle advance: no records, but the source's
+    /// largest event time moves to `max`, so its watermark advances ([`crate::connectors::amqp_source`]).
+    pub fn publish_idle(&self, index: u64, max: i64, end: u64) {
+        {
+            let mut s = self.state.lock().expect("clock lock is never poisoned");
+            s.first_idle.get_or_insert(index);
+        }
+        self.publish_at(index, Some(max), Some(end));
+    }
+
+    /// Whether an idle advance came before chunk `index` (for the detail of late records).
+    pub fn idle_before(&self, index: u64) -> bool {
+        let s = self.state.lock().expect("clock lock is never poisoned");
+        s.first_idle.is_some_and(|i| i < index)
+    }
+
+    /// How many chunks are published without a gap, the largest event time over them and the
+    /// record position after them.
+    pub fn published(&self) -> (u64, Option<i64>, u64) {
+        let s = self.state.lock().expect("clock lock is never poisoned");
+        match s.prefix.last() {
+            None => (0, None, 0),
+            Some(m) => ((s.prefix.len() - 1) as u64, *m, s.end),
+        }
+    }
+
+    fn publish_at(&self, index: u64, max: Option<i64>, end: Option<u64>) {
         let mut s = self
             .state
             .lock()
@@ -110,14 +153,17 @@ impl ChunkClock {
         if s.prefix.is_empty() {
             s.prefix.push(None);
         }
-        s.pending.insert(index, max);
+        s.pending.insert(index, (max, end));
         loop {
             let next = (s.prefix.len() - 1) as u64;
-            let Some(m) = s.pending.remove(&next) else {
+            let Some((m, end)) = s.pending.remove(&next) else {
                 break;
             };
             let last = *s.prefix.last().expect("prefix starts non-empty");
             s.prefix.push(last.max(m));
+            if let Some(e) = end {
+                s.end = e;
+            }
         }
     }
 

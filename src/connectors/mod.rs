@@ -4,6 +4,9 @@
 //! and write live in [`file_source`] and [`file_sink`]. Parsing and I/O never run on a worker
 //! thread: they hand batches to workers over bounded crossbeam channels.
 
+pub mod amqp;
+pub mod amqp_sink;
+pub mod amqp_source;
 pub mod commit_log;
 pub mod csv_parse;
 pub mod dead_letter;
@@ -19,7 +22,7 @@ use crate::spec::{Params, PipelineSpec};
 use std::path::PathBuf;
 
 /// Source types, for `eventflow operators` and did-you-mean.
-pub const SOURCE_TYPES: [(&str, &str); 2] = [
+pub const SOURCE_TYPES: [(&str, &str); 3] = [
     (
         "csv",
         "CSV file with a header row; fields typed by `schema`",
@@ -28,15 +31,23 @@ pub const SOURCE_TYPES: [(&str, &str); 2] = [
         "jsonl",
         "JSON Lines file (one object per line); fields typed by `schema`",
     ),
+    (
+        "rabbitmq",
+        "RabbitMQ queue (AMQP 0-9-1), JSON or CSV payloads typed by `schema`; runs until stopped",
+    ),
 ];
 
 /// Sink types, for `eventflow operators` and did-you-mean.
-pub const SINK_TYPES: [(&str, &str); 3] = [
+pub const SINK_TYPES: [(&str, &str); 4] = [
     ("csv", "CSV file in the output folder, with a header row"),
     ("jsonl", "JSON Lines file in the output folder"),
     (
         "stdout",
         "standard output, as CSV (or `format = \"jsonl\"`)",
+    ),
+    (
+        "rabbitmq",
+        "RabbitMQ queue: one persistent JSON message per update, with publisher confirms",
     ),
 ];
 
@@ -75,6 +86,21 @@ pub struct SourceConfig {
     pub max_error_rate: Option<f64>,
     /// The column that says whether a record inserts or retracts a row, if any.
     pub change: Option<ChangeColumn>,
+    /// A live (message queue) source's settings; `None` for a file source.
+    pub live: Option<LiveConfig>,
+}
+
+/// A live source: a RabbitMQ queue read until the run is stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// Broker URL as written (`url`); `None`: `EVENTFLOW_AMQP_URL`, else the local default.
+    pub url: Option<String>,
+    /// Queue to consume.
+    pub queue: String,
+    /// Unacknowledged messages the broker may send ahead (AMQP `basic.qos`).
+    pub prefetch: u16,
+    /// With no message for this long (wall clock), the source stops holding back the watermark.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// A change column: maps each record to +1 (insert) or -1 (retract). The column itself is not
@@ -188,6 +214,27 @@ pub enum SinkTarget {
     File(PathBuf),
     /// Standard output.
     Stdout,
+    /// A RabbitMQ queue.
+    Amqp {
+        /// Broker URL as written; `None`: `EVENTFLOW_AMQP_URL`, else the local default.
+        url: Option<String>,
+        /// Queue the updates are published to (through the default exchange).
+        queue: String,
+        /// The pipeline's name, the first part of every message id (set by the runtime).
+        pipeline: String,
+    },
+}
+
+impl SinkTarget {
+    /// How the target is shown in the summary and plan: the file, `-` for stdout, or
+    /// `rabbitmq:QUEUE`.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkTarget::File(p) => p.display().to_string(),
+            SinkTarget::Stdout => "-".into(),
+            SinkTarget::Amqp { queue, .. } => format!("rabbitmq:{queue}"),
+        }
+    }
 }
 
 /// A configured sink.
@@ -212,7 +259,43 @@ pub fn configure_source(
     params: &mut Params<'_>,
     spec: &PipelineSpec,
 ) -> Option<SourceConfig> {
-    let path = params.req_str("path", "\"data/file.csv\"");
+    let live = kind == "rabbitmq";
+    let (path, live_cfg, payload) = if live {
+        let url = params.str("url").map(|u| u.value);
+        let queue = params.req_str("queue", "\"orders\"");
+        let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
+        let prefetch = params.u64("prefetch");
+        let idle = params.duration_ms("idle_timeout");
+        let prefetch = match prefetch {
+            Some(p) if p.value == 0 || p.value > u16::MAX as u64 => {
+                params.error(
+                    Diagnostic::error("E0105", "`prefetch` must be between 1 and 65535")
+                        .at(p.span.clone(), "out of range"),
+                );
+                1000
+            }
+            Some(p) => p.value as u16,
+            None => 1000,
+        };
+        let path = queue.as_ref().map(|q| crate::spec::Sp {
+            value: format!("rabbitmq:{}", q.value),
+            span: q.span.clone(),
+        });
+        let cfg = queue.map(|q| LiveConfig {
+            url,
+            queue: q.value,
+            prefetch,
+            idle_timeout_ms: idle.map(|i| i.value),
+        });
+        (path, cfg, Some(payload.unwrap_or("json")))
+    } else {
+        (params.req_str("path", "\"data/file.csv\""), None, None)
+    };
+    let kind = match payload {
+        Some("csv") => "csv",
+        Some(_) => "jsonl",
+        None => kind,
+    };
     let delimiter = params.str("delimiter");
     let schema = read_schema(params);
     let event_time = params.str("event_time");
@@ -286,10 +369,27 @@ pub fn configure_source(
         );
     }
     let change = change.and_then(|c| resolve_change(c, &schema, et_index, params));
+    if live && live_cfg.is_none() {
+        return None;
+    }
+    if live_cfg
+        .as_ref()
+        .is_some_and(|l| l.idle_timeout_ms.is_some() && et_index.is_none())
+    {
+        params.error(
+            Diagnostic::error("E0105", "`idle_timeout` needs `event_time`")
+                .at(params.owner_span(), "no watermark to advance")
+                .help("name the timestamp field with `event_time = \"...\"`"),
+        );
+    }
     Some(SourceConfig {
         name: name.to_string(),
         format,
-        path: spec.resolve(&path.value),
+        path: if live {
+            PathBuf::from(&path.value)
+        } else {
+            spec.resolve(&path.value)
+        },
         path_span: path.span,
         schema,
         event_time: et_index,
@@ -297,6 +397,7 @@ pub fn configure_source(
         on_error,
         max_error_rate: max_error_rate.map(|r| r.value),
         change,
+        live: live_cfg,
     })
 }
 
@@ -445,6 +546,32 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
         _ => SinkMode::Updates,
     };
     match kind {
+        "rabbitmq" => {
+            let url = params.str("url").map(|u| u.value);
+            let queue = params.req_str("queue", "\"results\"")?;
+            if mode == SinkMode::Snapshot {
+                params.error(
+                    Diagnostic::error("E0105", "a rabbitmq sink publishes updates only")
+                        .at(
+                            params.owner_span(),
+                            "`mode = \"snapshot\"` is not supported here",
+                        )
+                        .help("remove `mode`, or write the snapshot to a file sink"),
+                );
+                return None;
+            }
+            Some(SinkConfig {
+                name: name.into(),
+                format: SinkFormat::Jsonl,
+                target: SinkTarget::Amqp {
+                    url,
+                    queue: queue.value,
+                    pipeline: String::new(),
+                },
+                path_span: queue.span,
+                mode,
+            })
+        }
         "stdout" => {
             let format = match params.choice("format", &["csv", "jsonl"]).map(|f| f.value) {
                 Some("jsonl") => SinkFormat::Jsonl,
@@ -498,6 +625,9 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
 /// Checks a source's file before any work starts: a readable file (not a folder), and (CSV) a
 /// header with every schema field.
 pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
+    if cfg.live.is_some() {
+        return Ok(()); // the broker is reached when the run starts
+    }
     let shown = cfg.path.display();
     let cannot_open = |why: String, help: &str| {
         Diagnostic::error(

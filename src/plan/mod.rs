@@ -635,8 +635,8 @@ impl Plan {
                 NodeKind::Transform(t) => ("transform", t.describe.clone()),
                 NodeKind::Sink(s) => {
                     let target = match &s.target {
-                        SinkTarget::File(p) => p.display().to_string(),
                         SinkTarget::Stdout => "stdout".into(),
+                        t => t.describe(),
                     };
                     (
                         "sink",

@@ -2,7 +2,7 @@
 //! the output files. Resuming relies on the replay of the inputs producing the same output bytes,
 //! so only a run with the same identity may resume an interrupted one.
 
-use crate::connectors::{SinkMode, SinkTarget};
+use crate::connectors::SinkMode;
 use crate::plan::{NodeKind, Plan};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,9 @@ impl Manifest {
         let mut sinks = Vec::new();
         for node in &plan.nodes {
             match &node.kind {
+                // A queue's contents are not known up front; its messages go into the run's
+                // journal instead (`connectors::amqp_source`).
+                NodeKind::Source(cfg) if cfg.live.is_some() => {}
                 NodeKind::Source(cfg) => {
                     let (length, hash) = hash_file(&cfg.path).map_err(|e| (cfg.path.clone(), e))?;
                     inputs.push(InputId {
@@ -76,10 +79,7 @@ impl Manifest {
                 }
                 NodeKind::Sink(cfg) => sinks.push(SinkId {
                     name: node.name.clone(),
-                    path: match &cfg.target {
-                        SinkTarget::File(p) => p.display().to_string(),
-                        SinkTarget::Stdout => "-".into(),
-                    },
+                    path: cfg.target.describe(),
                     mode: match cfg.mode {
                         SinkMode::Updates => "updates".into(),
                         SinkMode::Snapshot => "snapshot".into(),

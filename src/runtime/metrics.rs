@@ -45,6 +45,24 @@ pub struct SourceSummary {
     pub dead_lettered: BTreeMap<String, u64>,
     /// Malformed records dropped under `on_error = "skip"`.
     pub skipped: u64,
+    /// A live source's messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<MessageCounts>,
+}
+
+/// What a live source did with its messages.
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageCounts {
+    /// Received from the broker (redelivered duplicates included).
+    pub consumed: u64,
+    /// Acknowledged to the broker.
+    pub acknowledged: u64,
+    /// Received and not acknowledged when the run ended (the broker redelivers them).
+    pub in_flight: u64,
+    /// Redelivered messages the run had already read, acknowledged and dropped.
+    pub duplicates: u64,
+    /// Messages replayed from the journal of the interrupted run being resumed.
+    pub replayed: u64,
 }
 
 /// Per-sink lines of the summary.

@@ -78,6 +78,59 @@ pub struct RunOptions {
     pub recovery: RecoveryOptions,
     /// Run as one process of a cluster (timely's cluster mode); `None`: a single process.
     pub cluster: Option<Cluster>,
+    /// Live sources end their input once no message came for this long (`--stop-when-idle`);
+    /// `None`: they run until stopped.
+    pub stop_when_idle: Option<Duration>,
+}
+
+/// A source's reader threads: a file's splitter and parsers, or a queue consumer.
+enum SourceReader {
+    File(FileSourceReader),
+    Live(crate::connectors::amqp_source::AmqpSourceReader),
+}
+
+impl SourceReader {
+    fn take_receivers(
+        &mut self,
+    ) -> Vec<Mutex<Option<crossbeam_channel::Receiver<crate::connectors::file_source::ParsedChunk>>>>
+    {
+        match self {
+            SourceReader::File(r) => std::mem::take(&mut r.receivers),
+            SourceReader::Live(r) => std::mem::take(&mut r.receivers),
+        }
+    }
+    /// The receivers of the chunk maxima that other processes publish (file sources in a
+    /// cluster); none for live sources.
+    fn take_published(&mut self) -> Vec<Mutex<Option<crossbeam_channel::Receiver<ChunkMax>>>> {
+        match self {
+            SourceReader::File(r) => std::mem::take(&mut r.published),
+            SourceReader::Live(_) => Vec::new(),
+        }
+    }
+    fn clock(&self) -> Arc<crate::connectors::file_source::ChunkClock> {
+        match self {
+            SourceReader::File(r) => r.clock.clone(),
+            SourceReader::Live(r) => r.clock.clone(),
+        }
+    }
+    fn total_bytes(&self) -> u64 {
+        match self {
+            SourceReader::File(r) => r.total_bytes,
+            SourceReader::Live(_) => 0,
+        }
+    }
+    fn live_stats(&self) -> Option<Arc<crate::connectors::amqp_source::LiveStats>> {
+        match self {
+            SourceReader::File(_) => None,
+            SourceReader::Live(r) => Some(r.stats.clone()),
+        }
+    }
+    fn join(self) {
+        match self {
+            SourceReader::File(r) => r.join(),
+            SourceReader::Live(r) => r.join(),
+        }
+    }
 }
 
 /// Why a run failed after it started.
@@ -127,6 +180,9 @@ pub enum RunError {
         /// Why not, naming what changed.
         reason: String,
     },
+    /// The message broker could not be reached (after retries), or failed the run.
+    #[error("{0}")]
+    Broker(String),
     /// A worker failed (a bug in eventflow).
     #[error("worker failed: {0}")]
     Worker(String),
@@ -329,8 +385,14 @@ fn start_outputs(
         };
         let path = match &cfg.target {
             SinkTarget::File(p) => opts.out_dir.join(p),
-            SinkTarget::Stdout => PathBuf::from("-"),
+            t => PathBuf::from(t.describe()),
         };
+        // A queue sink names its messages after the pipeline.
+        let mut cfg = cfg.clone();
+        if let SinkTarget::Amqp { pipeline, .. } = &mut cfg.target {
+            pipeline.clone_from(&plan.name);
+        }
+        let cfg = &cfg;
         let commits = recovery.as_ref().map(|r| file_sink::Recovery {
             log: r.log.clone(),
             interval: r.interval,
@@ -347,7 +409,10 @@ fn start_outputs(
             commits,
             channel,
         )
-        .map_err(io_err("cannot create output file", &path))?;
+        .map_err(|e| match &cfg.target {
+            SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),
+            _ => io_err("cannot create output file", &path)(e),
+        })?;
         writers.insert(i, w);
     }
     Ok((recovery, writers))
@@ -365,6 +430,18 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let (processes, process) = cluster
         .as_ref()
         .map_or((1, 0), |c| (c.processes, c.process));
+    if cluster.is_some() {
+        if let Some(n) = plan.nodes.iter().find(|n| match &n.kind {
+            NodeKind::Source(cfg) => cfg.live.is_some(),
+            _ => false,
+        }) {
+            return Err(RunError::Cluster(format!(
+                "source `{}` reads a message queue; live sources run in a single process only \
+                 (docs/cluster.md)",
+                n.name
+            )));
+        }
+    }
     // In a cluster, only process 0 writes outputs.
     let writes = process == 0;
     let manifest = match &cluster {
@@ -440,18 +517,82 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         local: workers,
         total: processes * workers,
     };
-    let mut readers: BTreeMap<usize, (FileSourceReader, Arc<SourceWakers>, Arc<SourceMetrics>)> =
+    let mut readers: BTreeMap<usize, (SourceReader, Arc<SourceWakers>, Arc<SourceMetrics>)> =
         BTreeMap::new();
     let mut publish_wakers: BTreeMap<usize, Arc<SourceWakers>> = BTreeMap::new();
+    // Every source's clock, so that an idle live source can follow the others' watermarks.
+    let clocks = Arc::new(crate::connectors::amqp_source::SourceClocks::default());
+    let broker_error: Arc<Mutex<Option<String>>> = Arc::default();
+    // Live sources run in a single process only (the planner refuses them in a cluster), where
+    // the outputs and their recovery state exist before any reader starts.
+    let prepared = outputs.as_ref().and_then(|(r, _)| r.as_ref());
     for (i, node) in plan.nodes.iter().enumerate() {
-        if let NodeKind::Source(cfg) = &node.kind {
-            let wakers = Arc::new(SourceWakers::new(workers));
-            let publish = Arc::new(SourceWakers::new(workers));
-            let reader =
-                FileSourceReader::start(cfg, &node.needed, share, wakers.clone(), publish.clone())
-                    .map_err(io_err("cannot read input file", &cfg.path))?;
-            readers.insert(i, (reader, wakers, Arc::new(SourceMetrics::default())));
-            publish_wakers.insert(i, publish);
+        match &node.kind {
+            NodeKind::Source(cfg) if cfg.live.is_some() => {
+                let wakers = Arc::new(SourceWakers::new(workers));
+                let ctx = crate::connectors::amqp_source::LiveContext {
+                    journal: prepared.map(|_| {
+                        opts.out_dir
+                            .join(recovery::DIR)
+                            .join(format!("journal-{}.jsonl", node.name))
+                    }),
+                    resume: prepared.is_some_and(|r| r.resuming),
+                    commits: prepared.map(|r| {
+                        (
+                            r.log.clone(),
+                            recovery::committing_sinks(&plan)
+                                .map(String::from)
+                                .collect(),
+                        )
+                    }),
+                    stop_when_idle: opts.stop_when_idle,
+                    time: plan.time,
+                    interrupt: interrupt.clone(),
+                    stop: stop.clone(),
+                    error: broker_error.clone(),
+                    clocks: clocks.clone(),
+                };
+                let reader = crate::connectors::amqp_source::AmqpSourceReader::start(
+                    cfg,
+                    &node.needed,
+                    workers,
+                    wakers.clone(),
+                    ctx,
+                )
+                .map_err(io_err("cannot start source", &cfg.path))?;
+                publish_wakers.insert(i, Arc::new(SourceWakers::new(workers)));
+                readers.insert(
+                    i,
+                    (
+                        SourceReader::Live(reader),
+                        wakers,
+                        Arc::new(SourceMetrics::default()),
+                    ),
+                );
+            }
+            NodeKind::Source(cfg) => {
+                let wakers = Arc::new(SourceWakers::new(workers));
+                let publish = Arc::new(SourceWakers::new(workers));
+                let reader = FileSourceReader::start(
+                    cfg,
+                    &node.needed,
+                    share,
+                    wakers.clone(),
+                    publish.clone(),
+                )
+                .map_err(io_err("cannot read input file", &cfg.path))?;
+                clocks.register(reader.clock.clone(), cfg.max_lateness_ms);
+                readers.insert(
+                    i,
+                    (
+                        SourceReader::File(reader),
+                        wakers,
+                        Arc::new(SourceMetrics::default()),
+                    ),
+                );
+                publish_wakers.insert(i, publish);
+            }
+            _ => {}
         }
     }
 
@@ -480,13 +621,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         reports: Mutex::default(),
     };
     for (&i, (reader, wakers, metrics)) in readers.iter_mut() {
-        shared
-            .chunks
-            .insert(i, std::mem::take(&mut reader.receivers));
-        shared
-            .published
-            .insert(i, std::mem::take(&mut reader.published));
-        shared.clocks.insert(i, reader.clock.clone());
+        shared.chunks.insert(i, reader.take_receivers());
+        shared.published.insert(i, reader.take_published());
+        shared.clocks.insert(i, reader.clock());
         shared.wakers.insert(i, wakers.clone());
         shared.metrics.insert(i, metrics.clone());
     }
@@ -513,9 +650,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     };
     // Progress counts this process's records only, so a cluster shows none.
     let progress = (opts.progress && cluster.is_none()).then(|| {
-        let totals: Vec<(u64, Arc<SourceMetrics>)> = readers
+        let totals: Vec<Progress> = readers
             .values()
-            .map(|(r, _, m)| (r.total_bytes, m.clone()))
+            .map(|(r, _, m)| (r.total_bytes(), m.clone(), r.live_stats()))
             .collect();
         let done = done.clone();
         std::thread::spawn(move || report_progress(totals, done, started))
@@ -610,6 +747,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 stop: worker_stop.clone(),
                                 failure: worker_failure.clone(),
                                 interrupt: worker_interrupt.clone(),
+                                live: cfg.live.is_some(),
                             };
                             colls[fusion.produces] = Some(match &fusion.aggregate {
                                 Some(p) => {
@@ -793,14 +931,11 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         let NodeKind::Sink(cfg) = &node.kind else {
             unreachable!("writers are made for sinks")
         };
-        let path = match &cfg.target {
-            SinkTarget::File(p) => p.display().to_string(),
-            SinkTarget::Stdout => "-".into(),
-        };
-        let stats = writer.finish().map_err(io_err(
-            "cannot write output file",
-            &opts.out_dir.join(&path),
-        ))?;
+        let path = cfg.target.describe();
+        let stats = writer.finish().map_err(|e| match &cfg.target {
+            SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),
+            _ => io_err("cannot write output file", &opts.out_dir.join(&path))(e),
+        })?;
         sinks.push(SinkSummary {
             name: node.name.clone(),
             path,
@@ -823,6 +958,8 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         let NodeKind::Source(cfg) = &node.kind else {
             unreachable!("readers are made for sources")
         };
+        let live = reader.live_stats();
+        // A live reader acknowledges what the sinks committed before it returns.
         reader.join();
         let dead_lettered: BTreeMap<String, u64> = dead_counts
             .iter()
@@ -837,6 +974,13 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             filtered: SourceMetrics::get(&m.filtered),
             dead_lettered,
             skipped: SourceMetrics::get(&m.skipped),
+            messages: live.map(|s| metrics::MessageCounts {
+                consumed: SourceMetrics::get(&s.consumed),
+                acknowledged: SourceMetrics::get(&s.acked),
+                in_flight: s.in_flight(),
+                duplicates: SourceMetrics::get(&s.duplicates),
+                replayed: SourceMetrics::get(&s.replayed),
+            }),
         });
     }
     let wall = started.elapsed().as_secs_f64();
@@ -889,6 +1033,13 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             .complete()
             .map_err(io_err("cannot write commit log", &log))?;
     }
+    if let Some(e) = broker_error
+        .lock()
+        .expect("error lock is never poisoned")
+        .take()
+    {
+        return Err(RunError::Broker(e));
+    }
     // In a cluster, process 0 reports the failure of the whole run (with the other processes'
     // failures merged in); the others ended as planned.
     if let Some((source_name, line, detail)) = failed.filter(|_| writes) {
@@ -929,11 +1080,13 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
 
 /// Prints progress on stderr once a run has lasted a second: a bar on a terminal, a line every
 /// few seconds otherwise.
-fn report_progress(
-    sources: Vec<(u64, Arc<SourceMetrics>)>,
-    done: Arc<AtomicBool>,
-    started: Instant,
-) {
+type Progress = (
+    u64,
+    Arc<SourceMetrics>,
+    Option<Arc<crate::connectors::amqp_source::LiveStats>>,
+);
+
+fn report_progress(sources: Vec<Progress>, done: Arc<AtomicBool>, started: Instant) {
     use std::io::IsTerminal;
     let total: u64 = sources.iter().map(|s| s.0).sum();
     let tty = std::io::stderr().is_terminal();
@@ -956,7 +1109,19 @@ fn report_progress(
         let bytes: u64 = sources.iter().map(|s| SourceMetrics::get(&s.1.bytes)).sum();
         let records: u64 = sources.iter().map(|s| SourceMetrics::get(&s.1.read)).sum();
         let rate = records as f64 / started.elapsed().as_secs_f64();
-        let msg = format!("{records} records, {:.2} M events/s", rate / 1e6);
+        let mut msg = format!("{records} records, {:.2} M events/s", rate / 1e6);
+        let live: Vec<_> = sources.iter().filter_map(|s| s.2.as_ref()).collect();
+        if !live.is_empty() {
+            let get = |f: fn(&crate::connectors::amqp_source::LiveStats) -> u64| -> u64 {
+                live.iter().map(|s| f(s)).sum()
+            };
+            msg.push_str(&format!(
+                "; messages: {} consumed, {} acknowledged, {} in flight",
+                get(|s| SourceMetrics::get(&s.consumed)),
+                get(|s| SourceMetrics::get(&s.acked)),
+                get(|s| s.in_flight()),
+            ));
+        }
         if tty {
             bar.set_position(bytes);
             bar.set_message(msg);
@@ -965,12 +1130,12 @@ fn report_progress(
             l.elapsed() >= Duration::from_secs(5)
         }) {
             last_line = Some(Instant::now());
-            let pct = if total > 0 {
-                bytes as f64 * 100.0 / total as f64
+            if total > 0 {
+                let pct = bytes as f64 * 100.0 / total as f64;
+                eprintln!("progress: {pct:.0}% of input, {msg}");
             } else {
-                100.0
-            };
-            eprintln!("progress: {pct:.0}% of input, {msg}");
+                eprintln!("progress: {msg}");
+            }
         }
     }
     if shown {

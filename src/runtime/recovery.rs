@@ -46,6 +46,8 @@ pub struct Prepared {
     pub interval: Duration,
     /// Resuming: the last commit of each updates file sink that had one, by sink name.
     pub resume: BTreeMap<String, Commit>,
+    /// Whether this run resumes an interrupted one (live sources replay their journals).
+    pub resuming: bool,
 }
 
 /// What the output folder holds.
@@ -198,12 +200,13 @@ pub fn apply(
             log: Arc::new(log),
             interval,
             resume: BTreeMap::new(),
+            resuming: false,
         }));
     };
     let log = CommitLog::open(&log_path, state.valid_len)
         .map_err(io("cannot open commit log", &log_path))?;
-    let resume: BTreeMap<String, Commit> = updates_files(plan)
-        .filter_map(|(name, _)| Some((name.to_string(), *state.sinks.get(name)?)))
+    let resume: BTreeMap<String, Commit> = committing_sinks(plan)
+        .filter_map(|name| Some((name.to_string(), *state.sinks.get(name)?)))
         .collect();
     eprintln!(
         "resuming run in {}: {}",
@@ -214,6 +217,7 @@ pub fn apply(
         log: Arc::new(log),
         interval,
         resume,
+        resuming: true,
     }))
 }
 
@@ -274,12 +278,24 @@ fn examine(plan: &Plan, out_dir: &Path, now: &Manifest) -> Result<Found, RunErro
     Ok(Found::Resumable(state))
 }
 
+/// The sinks that commit as they go: updates sinks writing files or publishing to a queue.
+pub fn committing_sinks(plan: &Plan) -> impl Iterator<Item = &str> {
+    plan.nodes.iter().filter_map(|n| match &n.kind {
+        NodeKind::Sink(cfg)
+            if cfg.mode == SinkMode::Updates && !matches!(cfg.target, SinkTarget::Stdout) =>
+        {
+            Some(n.name.as_str())
+        }
+        _ => None,
+    })
+}
+
 /// The updates sinks that write files: (name, path relative to the output folder).
 fn updates_files(plan: &Plan) -> impl Iterator<Item = (&str, &PathBuf)> {
     plan.nodes.iter().filter_map(|n| match &n.kind {
         NodeKind::Sink(cfg) if cfg.mode == SinkMode::Updates => match &cfg.target {
             SinkTarget::File(rel) => Some((n.name.as_str(), rel)),
-            SinkTarget::Stdout => None,
+            SinkTarget::Stdout | SinkTarget::Amqp { .. } => None,
         },
         _ => None,
     })

@@ -92,6 +92,9 @@ pub struct SourceTask {
     pub interrupt: Arc<crate::connectors::Interrupt>,
     /// The first malformed record under `on_error = "fail"`: (source, line, detail).
     pub failure: Arc<Mutex<Option<(String, u64, String)>>>,
+    /// A live source: its reader publishes a chunk only after sending it, so a worker with an
+    /// empty channel may follow the published watermark without records of its own.
+    pub live: bool,
 }
 
 /// Where a source operator puts accepted rows: straight into its output, or into a pre-aggregating
@@ -185,6 +188,9 @@ pub fn render<'s, E: Emitter>(
                     waiting = None;
                 }
                 let mut bound = *c.time();
+                // Read before draining the channel: every chunk published by now is in it.
+                let published = task.live.then(|| task.clock.published());
+                let mut drained = false;
                 while handled < CHUNKS_PER_ACTIVATION {
                     let chunk = match waiting.take() {
                         Some(ch) => ch,
@@ -197,7 +203,10 @@ pub fn render<'s, E: Emitter>(
                         }
                         None => match task.chunks.try_recv() {
                             Ok(ch) => ch,
-                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Empty) => {
+                                drained = true;
+                                break;
+                            }
                             Err(TryRecvError::Disconnected) => {
                                 disconnected = true;
                                 break;
@@ -229,6 +238,18 @@ pub fn render<'s, E: Emitter>(
                 }
                 if !late.is_empty() {
                     task.dead.extend(&task.name, late.drain(..));
+                }
+                if let (Some((_, max, end)), true) = (published, drained && waiting.is_none()) {
+                    // This worker has handled every published chunk meant for it, so its later
+                    // records are all at or after the published watermark.
+                    let follow = match task.event_time {
+                        Some((_, lateness)) => max.map_or(0, |m| {
+                            task.time.tick_of((m - lateness as i64).max(0) as u64)
+                        }),
+                        None if task.time.is_event() => 0,
+                        None => task.time.tick_of(end),
+                    };
+                    bound = bound.max(follow);
                 }
                 let finished = disconnected && waiting.is_none();
                 for (tick, updates) in emitter.ready(if finished { None } else { Some(bound) }) {
@@ -323,13 +344,18 @@ fn process_chunk<E: Emitter>(
                     let watermark = max - lateness as i64;
                     if t < watermark {
                         rejected += 1;
-                        let detail = format!(
+                        let mut detail = format!(
                             "event time {} is behind the watermark {} (max event time seen {} minus max_lateness {} ms)",
                             crate::record::time::iso8601(t),
                             crate::record::time::iso8601(watermark),
                             crate::record::time::iso8601(max),
                             lateness
                         );
+                        if task.live && task.clock.idle_before(chunk.index) {
+                            detail.push_str(
+                                "; the source was idle for its idle_timeout earlier, which advanced its watermark",
+                            );
+                        }
                         late.push(dead_record(
                             task,
                             batch.lines[i],

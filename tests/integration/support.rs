@@ -55,6 +55,7 @@ pub fn run_pipeline(file: &Path, workers: usize, out: &Path) -> RunSummary {
         progress: false,
         recovery: Default::default(),
         cluster: None,
+        stop_when_idle: None,
     };
     let summary = run(Arc::new(plan), &opts).expect("pipeline runs");
     assert!(
