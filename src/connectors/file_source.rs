@@ -102,10 +102,32 @@ pub struct FileSourceReader {
     pub total_bytes: u64,
     /// Bytes parsed so far (for progress).
     pub parsed_bytes: Arc<AtomicU64>,
+    /// Time spent preparing input before the run could start (pregenerated Nexmark events);
+    /// the run's clock leaves it out.
+    pub setup: std::time::Duration,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl FileSourceReader {
+    /// A reader from its parts, for sources that are not files (`nexmark`).
+    pub(crate) fn from_parts(
+        receivers: Vec<Mutex<Option<Receiver<ParsedChunk>>>>,
+        clock: Arc<ChunkClock>,
+        total_bytes: u64,
+        parsed_bytes: Arc<AtomicU64>,
+        threads: Vec<JoinHandle<()>>,
+        setup: std::time::Duration,
+    ) -> FileSourceReader {
+        FileSourceReader {
+            receivers,
+            clock,
+            total_bytes,
+            parsed_bytes,
+            setup,
+            threads,
+        }
+    }
+
     /// Maps the file and starts the splitter and `parsers` parser threads. `needed` marks the
     /// schema fields the pipeline reads; CSV sources parse only those.
     pub fn start(
@@ -114,6 +136,9 @@ impl FileSourceReader {
         parsers: usize,
         waker: Arc<dyn Wake>,
     ) -> std::io::Result<FileSourceReader> {
+        if let SourceFormat::Nexmark(s) = &cfg.format {
+            return super::nexmark::start(cfg, s, needed, parsers, waker);
+        }
         let file = std::fs::File::open(&cfg.path)?;
         let len = file.metadata()?.len();
         // SAFETY: the map is read-only; eventflow never writes its inputs, and the planner refuses
@@ -138,6 +163,7 @@ impl FileSourceReader {
                     (body, split::line_at(data, body), Layout::Csv(layout))
                 }
                 SourceFormat::Jsonl => (0, 1, Layout::Json(JsonLayout::new(&cfg.schema))),
+                SourceFormat::Nexmark(_) => unreachable!("handled above"),
             }
         };
         let layout = Arc::new(layout);
@@ -187,6 +213,7 @@ impl FileSourceReader {
             clock,
             total_bytes: len,
             parsed_bytes,
+            setup: std::time::Duration::ZERO,
             threads,
         })
     }

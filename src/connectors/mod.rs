@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod file_sink;
 pub mod file_source;
 pub mod jsonl_parse;
+pub mod nexmark;
 pub mod parsed;
 pub mod split;
 
@@ -19,7 +20,7 @@ use crate::spec::{Params, PipelineSpec};
 use std::path::PathBuf;
 
 /// Source types, for `eventflow operators` and did-you-mean.
-pub const SOURCE_TYPES: [(&str, &str); 2] = [
+pub const SOURCE_TYPES: [(&str, &str); 3] = [
     (
         "csv",
         "CSV file with a header row; fields typed by `schema`",
@@ -27,6 +28,10 @@ pub const SOURCE_TYPES: [(&str, &str); 2] = [
     (
         "jsonl",
         "JSON Lines file (one object per line); fields typed by `schema`",
+    ),
+    (
+        "nexmark",
+        "Nexmark benchmark events (person, auction or bid), generated in process",
     ),
 ];
 
@@ -41,7 +46,7 @@ pub const SINK_TYPES: [(&str, &str); 3] = [
 ];
 
 /// How a source's file is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceFormat {
     /// CSV with a header row and the given delimiter.
     Csv {
@@ -50,6 +55,8 @@ pub enum SourceFormat {
     },
     /// One JSON object per line.
     Jsonl,
+    /// Not a file: generated Nexmark events.
+    Nexmark(nexmark::NexmarkSettings),
 }
 
 /// A configured file source.
@@ -130,6 +137,19 @@ impl ChangeColumn {
 }
 
 impl SourceConfig {
+    /// What the source reads, for plans and summaries: the file, or the generator's settings.
+    pub fn input_label(&self) -> String {
+        match &self.format {
+            SourceFormat::Nexmark(n) => format!(
+                "nexmark {} stream of {} events at {} events/s{}",
+                n.stream.name(),
+                n.events,
+                n.events_per_second,
+                if n.pregenerate { ", pregenerated" } else { "" }
+            ),
+            _ => self.path.display().to_string(),
+        }
+    }
     /// The schema of the rows the source emits: the declared one without the change column.
     pub fn output_schema(&self) -> Schema {
         match &self.change {
@@ -212,6 +232,9 @@ pub fn configure_source(
     params: &mut Params<'_>,
     spec: &PipelineSpec,
 ) -> Option<SourceConfig> {
+    if kind == "nexmark" {
+        return nexmark::configure(name, params);
+    }
     let path = params.req_str("path", "\"data/file.csv\"");
     let delimiter = params.str("delimiter");
     let schema = read_schema(params);
@@ -498,6 +521,9 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
 /// Checks a source's file before any work starts: a readable file (not a folder), and (CSV) a
 /// header with every schema field.
 pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
+    if let SourceFormat::Nexmark(_) = cfg.format {
+        return Ok(());
+    }
     let shown = cfg.path.display();
     let cannot_open = |why: String, help: &str| {
         Diagnostic::error(

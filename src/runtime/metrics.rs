@@ -83,8 +83,14 @@ pub struct RunSummary {
     pub sources: Vec<SourceSummary>,
     /// Per sink.
     pub sinks: Vec<SinkSummary>,
-    /// Wall-clock seconds from start to all outputs written.
+    /// Wall-clock seconds from start to all outputs written (less `pregenerate_seconds`).
     pub wall_seconds: f64,
+    /// Seconds spent generating input before the dataflow started (`pregenerate = true`
+    /// Nexmark sources); not part of `wall_seconds`.
+    pub pregenerate_seconds: f64,
+    /// For pipelines with `nexmark` sources: the events (of all kinds) in the Nexmark sequence
+    /// they read, the usual unit of Nexmark throughput.
+    pub nexmark_events: Option<u64>,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
     /// The signal that stopped the run early (`SIGINT`, `SIGTERM`), if one did.
