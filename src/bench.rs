@@ -10,6 +10,10 @@
 //! each source's schema) into a cache folder and a copy of the pipeline whose source paths point
 //! at it is run instead of the original.
 //!
+//! For pipelines whose sources are all `nexmark`, `events` instead sets each source's `events`
+//! (the length of the Nexmark sequence), and a run's events are that sequence's events of all
+//! kinds (the usual Nexmark unit), not only the records the pipeline read.
+//!
 //! Outputs: a table per worker count ([`BenchReport::render_table`](crate::bench::BenchReport::render_table)), `bench.csv` with one row
 //! per run and `bench.svg`, a bar chart of the median events/s per worker count with min–max
 //! whiskers.
@@ -107,6 +111,8 @@ pub struct BenchReport {
     pub pipeline: String,
     /// The generated input size, if any.
     pub generated_events: Option<u64>,
+    /// For Nexmark pipelines: whether the generator's cost is in the timings.
+    pub generator: Option<&'static str>,
     /// The input file each source read, when generated.
     pub inputs: Vec<PathBuf>,
     /// Cores available to this process (`std::thread::available_parallelism`).
@@ -128,6 +134,10 @@ pub struct BenchReport {
 #[derive(Deserialize)]
 struct ChildSummary {
     records_read: u64,
+    #[serde(default)]
+    nexmark_events: Option<u64>,
+    #[serde(default)]
+    pregenerate_seconds: f64,
     wall_seconds: f64,
     events_per_second: f64,
     peak_memory_bytes: u64,
@@ -191,7 +201,14 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let commit = git_commit();
     let tmp = TempDir::new()?;
 
+    let nexmark = nexmark_sources(&spec)?;
     let (pipeline_file, inputs) = match opts.events {
+        Some(n) if nexmark => {
+            let copy = tmp.0.join("pipeline.toml");
+            std::fs::write(&copy, rewrite_nexmark_events(&spec, n)?)
+                .with_context(|| format!("cannot write `{}`", copy.display()))?;
+            (copy, Vec::new())
+        }
         Some(n) => {
             let inputs = generate_inputs(&spec, n, &opts.data_dir, opts.progress)?;
             let copy = tmp.0.join("pipeline.toml");
@@ -204,6 +221,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let total = opts.workers.len() * opts.repeat;
     let mut runs = Vec::with_capacity(total);
+    let mut generator = None;
     for &workers in &opts.workers {
         for run in 1..=opts.repeat {
             let label = format!(
@@ -219,21 +237,33 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 "{label}: the child ran with {} workers",
                 summary.workers
             );
+            // Nexmark throughput counts the sequence's events of every kind.
+            let (events, eps) = match summary.nexmark_events {
+                Some(n) if summary.wall_seconds > 0.0 => (n, n as f64 / summary.wall_seconds),
+                _ => (summary.records_read, summary.events_per_second),
+            };
+            if summary.nexmark_events.is_some() {
+                generator = Some(if summary.pregenerate_seconds > 0.0 {
+                    "generator excluded (events pregenerated before the clock starts)"
+                } else {
+                    "generator included (events generated while running)"
+                });
+            }
             if opts.progress {
                 eprintln!(
                     "{label}: {} events in {:.2} s, {} events/s, peak {:.0} MB",
-                    summary.records_read,
+                    events,
                     summary.wall_seconds,
-                    group_digits(summary.events_per_second),
+                    group_digits(eps),
                     mb(summary.peak_memory_bytes)
                 );
             }
             runs.push(BenchRun {
                 workers,
                 run,
-                events: summary.records_read,
+                events,
                 wall_seconds: summary.wall_seconds,
-                events_per_second: summary.events_per_second,
+                events_per_second: eps,
                 peak_memory_bytes: summary.peak_memory_bytes,
             });
         }
@@ -249,6 +279,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let report = BenchReport {
         pipeline: name,
         generated_events: opts.events,
+        generator,
         inputs,
         cores,
         commit,
@@ -405,6 +436,57 @@ fn generate_inputs(
     }
     ensure!(!inputs.is_empty(), "the pipeline has no sources");
     Ok(inputs)
+}
+
+/// Whether the pipeline's sources are `nexmark` sources (all of them; a mix is an error).
+fn nexmark_sources(spec: &PipelineSpec) -> anyhow::Result<bool> {
+    let kinds: Vec<&str> = spec
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Source)
+        .map(|n| n.kind.value.as_str())
+        .collect();
+    let nexmark = kinds.iter().filter(|k| **k == "nexmark").count();
+    ensure!(
+        nexmark == 0 || nexmark == kinds.len(),
+        "the pipeline mixes `nexmark` and file sources; --events cannot size both"
+    );
+    Ok(nexmark > 0)
+}
+
+/// The pipeline text with every `nexmark` source's `events` set to `events` (added after its
+/// `type` when absent), checked by parsing the result again.
+fn rewrite_nexmark_events(spec: &PipelineSpec, events: u64) -> anyhow::Result<String> {
+    let text = &spec.file.text;
+    let mut edits = Vec::new();
+    for node in spec.nodes.iter().filter(|n| n.role == Role::Source) {
+        match node.params.get("events") {
+            Some((_, value)) => edits.push((value.span.clone(), events.to_string())),
+            None => {
+                let end = node.kind.span.end;
+                edits.push((end..end, format!("\nevents = {events}")));
+            }
+        }
+    }
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut out = text.clone();
+    for (span, replacement) in edits {
+        out.replace_range(span, &replacement);
+    }
+    let copy = crate::diag::SourceFile {
+        name: spec.file.name.clone(),
+        text: out.clone(),
+    };
+    let reparsed = PipelineSpec::parse(copy, spec.dir.clone())
+        .map_err(|_| anyhow::anyhow!("the rewritten pipeline does not parse"))?;
+    for node in reparsed.nodes.iter().filter(|n| n.role == Role::Source) {
+        ensure!(
+            matches!(node.params.get("events").map(|(_, v)| &v.value), Some(TomlValue::Int(n)) if *n as u64 == events),
+            "the rewritten pipeline does not set `events` of source `{}`",
+            node.name.value
+        );
+    }
+    Ok(out)
 }
 
 /// The pipeline text with each source's `path` value replaced by the matching input (quoted),
@@ -612,13 +694,15 @@ impl BenchReport {
     /// The header line: pipeline, input size, cores and commit.
     pub fn header(&self) -> String {
         let events = match (self.generated_events, self.runs.first()) {
+            (_, Some(r)) if self.generator.is_some() => format!("{} Nexmark events", r.events),
             (Some(n), _) => format!("{n} generated events"),
             (None, Some(r)) => format!("{} events", r.events),
             (None, None) => "no runs".into(),
         };
         format!(
-            "bench `{}`: {events}, {} cores, commit {}",
+            "bench `{}`: {events}{}, {} cores, commit {}",
             self.pipeline,
+            self.generator.map(|g| format!(", {g}")).unwrap_or_default(),
             self.cores,
             self.commit.as_deref().unwrap_or("unknown")
         )
@@ -810,11 +894,33 @@ mod tests {
     }
 
     #[test]
+    fn sets_the_events_of_every_nexmark_source() {
+        let text =
+            "[sources.a]\ntype = \"nexmark\"\nstream = \"bid\"\nevents = 1_000 # events = 5\n\
+                    [sources.b]\ntype = \"nexmark\"\nstream = \"person\"\n";
+        let file = crate::diag::SourceFile {
+            name: "p.toml".into(),
+            text: text.into(),
+        };
+        let spec = PipelineSpec::parse(file, PathBuf::from("."))
+            .map_err(|e| e.1)
+            .unwrap();
+        assert!(nexmark_sources(&spec).unwrap());
+        let out = rewrite_nexmark_events(&spec, 42).unwrap();
+        assert!(out.contains("events = 42 # events = 5\n"), "{out}");
+        assert!(
+            out.contains("type = \"nexmark\"\nevents = 42\nstream = \"person\""),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn svg_has_a_bar_per_worker_count() {
         let runs = vec![run(1, 1, 1.5e6, 1), run(2, 1, 2.5e6, 1)];
         let report = BenchReport {
             pipeline: "p<&>".into(),
             generated_events: Some(100),
+            generator: None,
             inputs: vec![],
             cores: 2,
             commit: None,
