@@ -81,6 +81,8 @@ pub struct BenchRun {
     pub wall_seconds: f64,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
+    /// CPU seconds (all threads) the child used in `wall_seconds`.
+    pub cpu_seconds: f64,
     /// Peak resident memory of the child (bytes; 0 where unknown).
     pub peak_memory_bytes: u64,
 }
@@ -102,6 +104,9 @@ pub struct BenchGroup {
     pub per_core: f64,
     /// Largest peak memory over the runs (bytes).
     pub peak_memory_bytes: u64,
+    /// Median events per CPU-second (user + system time of all the run's threads): what one
+    /// fully used core processes, steadier than wall time on a shared machine.
+    pub per_cpu_second: f64,
 }
 
 /// The result of a benchmark.
@@ -138,6 +143,8 @@ struct ChildSummary {
     nexmark_events: Option<u64>,
     #[serde(default)]
     pregenerate_seconds: f64,
+    #[serde(default)]
+    cpu_seconds: f64,
     wall_seconds: f64,
     events_per_second: f64,
     peak_memory_bytes: u64,
@@ -264,6 +271,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 events,
                 wall_seconds: summary.wall_seconds,
                 events_per_second: eps,
+                cpu_seconds: summary.cpu_seconds,
                 peak_memory_bytes: summary.peak_memory_bytes,
             });
         }
@@ -617,6 +625,19 @@ fn summarise(workers: usize, runs: &[BenchRun], cores: usize) -> BenchGroup {
             .map(|r| r.peak_memory_bytes)
             .max()
             .unwrap_or(0),
+        per_cpu_second: {
+            let mut per_cpu: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.workers == workers && r.cpu_seconds > 0.0)
+                .map(|r| r.events as f64 / r.cpu_seconds)
+                .collect();
+            per_cpu.sort_by(f64::total_cmp);
+            match per_cpu.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => per_cpu[n / 2],
+                n => (per_cpu[n / 2 - 1] + per_cpu[n / 2]) / 2.0,
+            }
+        },
     }
 }
 
@@ -632,6 +653,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
         "peak_memory_bytes",
         "cores",
         "commit",
+        "cpu_seconds",
     ])?;
     for r in &report.runs {
         w.write_record([
@@ -644,6 +666,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
             r.peak_memory_bytes.to_string(),
             report.cores.to_string(),
             report.commit.clone().unwrap_or_default(),
+            format!("{:.6}", r.cpu_seconds),
         ])?;
     }
     w.flush()?;
@@ -714,19 +737,20 @@ impl BenchReport {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}",
-            "workers", "runs", "events/s med", "min", "max", "per core", "peak MB"
+            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}",
+            "workers", "runs", "events/s med", "min", "max", "per core", "per CPU-s", "peak MB"
         );
         for g in &self.groups {
             let _ = writeln!(
                 out,
-                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}",
+                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}",
                 g.workers,
                 g.runs,
                 group_digits(g.median),
                 group_digits(g.min),
                 group_digits(g.max),
                 group_digits(g.per_core),
+                group_digits(g.per_cpu_second),
                 mb(g.peak_memory_bytes)
             );
         }
@@ -841,6 +865,7 @@ mod tests {
             events: 100,
             wall_seconds: 100.0 / eps,
             events_per_second: eps,
+            cpu_seconds: 0.0,
             peak_memory_bytes: mem,
         }
     }

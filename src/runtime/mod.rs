@@ -238,13 +238,25 @@ fn combine<'s>(
 }
 
 /// Sends every completed tick's consolidated, sorted updates to the sink's writer.
-fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
+/// With `lines`, each part goes out encoded too (the writer then only copies bytes); with
+/// `lines_only` (one worker), the rows themselves stay here.
+fn render_sink(
+    rows: Coll<'_>,
+    sender: Sender<SinkMsg>,
+    worker: usize,
+    lines: Option<file_sink::LineFormat>,
+    lines_only: bool,
+) {
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
     rows.inner.sink(Pipeline, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             for (row, t, d) in data.drain(..) {
-                stash.entry(t).or_default().push((row, d));
+                let rows = stash.entry(t).or_default();
+                if rows.is_empty() {
+                    rows.reserve(1024);
+                }
+                rows.push((row, d));
             }
         });
         let bound = frontier.frontier().iter().next().copied();
@@ -255,7 +267,11 @@ fn render_sink(rows: Coll<'_>, sender: Sender<SinkMsg>, worker: usize) {
             let (tick, mut rows) = entry.remove_entry();
             consolidate(&mut rows);
             if !rows.is_empty() {
-                let _ = sender.send(SinkMsg::Part { tick, rows });
+                let lines = lines.as_ref().map(|l| l.encode_updates(tick, &rows));
+                if lines.is_some() && lines_only {
+                    rows = Vec::new();
+                }
+                let _ = sender.send(SinkMsg::Part { tick, rows, lines });
             }
         }
         if reported != Some(bound) {
@@ -344,6 +360,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         wakers: BTreeMap<usize, Arc<SourceWakers>>,
         metrics: BTreeMap<usize, Arc<SourceMetrics>>,
         senders: Mutex<Option<BTreeMap<usize, Sender<SinkMsg>>>>,
+        lines: BTreeMap<usize, Option<file_sink::LineFormat>>,
     }
     let mut shared = Shared {
         chunks: BTreeMap::new(),
@@ -356,6 +373,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                 .map(|(&i, w)| (i, w.sender.clone()))
                 .collect(),
         )),
+        lines: writers.iter().map(|(&i, w)| (i, w.lines.clone())).collect(),
     };
     // Pregenerated input is made before the dataflow starts; the run's clock leaves it out.
     let setup: Duration = readers.values().map(|(r, ..)| r.setup).sum();
@@ -370,6 +388,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             _ => None,
         })
         .max();
+    let cpu_at_start = metrics::cpu_seconds();
     for (&i, (reader, wakers, metrics)) in readers.iter_mut() {
         shared
             .chunks
@@ -495,7 +514,8 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     }
                     NodeKind::Sink(_) => {
                         let input = colls[node.inputs[0]].clone().expect("inputs render first");
-                        render_sink(input, senders[&i].clone(), index);
+                        let lines = shared.lines[&i].clone();
+                        render_sink(input, senders[&i].clone(), index, lines, workers == 1);
                     }
                 }
             }
@@ -570,6 +590,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         });
     }
     let wall = started.elapsed().saturating_sub(setup).as_secs_f64();
+    let cpu = metrics::cpu_seconds() - cpu_at_start;
     let read: u64 = sources.iter().map(|s| s.read).sum();
     let mut by_reason = BTreeMap::new();
     for ((_, r), n) in &dead_counts {
@@ -588,6 +609,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         sinks,
         wall_seconds: wall,
         pregenerate_seconds: setup.as_secs_f64(),
+        cpu_seconds: cpu,
         nexmark_events,
         events_per_second: if wall > 0.0 { read as f64 / wall } else { 0.0 },
         dead_letters_file: "dead_letters.jsonl".into(),
