@@ -21,6 +21,9 @@ const BASE_TIME: u64 = 1_704_067_200_000;
 /// A multiset of output rows, as text fields.
 type Rows = BTreeMap<Vec<String>, i64>;
 
+/// A plain Rust computation of one query.
+type Oracle = fn(&Events) -> Rows;
+
 struct Events {
     people: Vec<Person>,
     auctions: Vec<Auction>,
@@ -258,7 +261,7 @@ fn small_pipeline(dir: &Path, q: &str, pregenerate: bool) -> std::path::PathBuf 
 fn queries_match_a_plain_rust_computation_at_any_worker_count() {
     let e = events();
     let dir = tempfile::tempdir().unwrap();
-    let queries: [(&str, fn(&Events) -> Rows); 8] = [
+    let queries: [(&str, Oracle); 8] = [
         ("q0", q0),
         ("q1", q1),
         ("q2", q2),
