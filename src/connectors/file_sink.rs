@@ -850,6 +850,81 @@ mod tests {
     }
 
     #[test]
+    fn csv_lines_are_what_the_csv_crate_writes() {
+        let schema = Schema::new([("a", Type::String), ("b", Type::Int), ("c", Type::Float)]);
+        let format = LineFormat::new(
+            &config(SinkFormat::Csv, SinkMode::Snapshot),
+            &schema,
+            TimeDomain::Position { tick_records: 10 },
+        );
+        let texts = [
+            "",
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\r",
+            " spaced ",
+            "\"",
+            "é,ü",
+        ];
+        for text in texts {
+            for row in [
+                vec![Value::Str(text.into()), Value::Int(-3), Value::float(1.5)],
+                vec![Value::Str(text.into())],
+                vec![Value::Null, Value::Str(text.into()), Value::Null],
+            ] {
+                let mut ours = String::new();
+                format.encode(&row, None, &mut ours);
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let fields: Vec<String> = row
+                    .iter()
+                    .map(|v| {
+                        let mut t = String::new();
+                        v.write_text(&mut t);
+                        t
+                    })
+                    .collect();
+                w.write_record(&fields).unwrap();
+                let theirs = String::from_utf8(w.into_inner().unwrap()).unwrap();
+                assert_eq!(ours, theirs, "{row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn merging_encoded_parts_equals_encoding_the_merge() {
+        let schema = Schema::new([("k", Type::Int), ("s", Type::String)]);
+        let cfg = config(SinkFormat::Csv, SinkMode::Updates);
+        let time = TimeDomain::Position { tick_records: 10 };
+        let format = LineFormat::new(&cfg, &schema, time);
+        let row = |k: i64, s: &str| vec![Value::Int(k), Value::Str(s.into())];
+        // Row (2, "b") is in both parts and cancels; (3, "c") is in both and adds up.
+        let a = vec![(row(1, "a"), 1), (row(2, "b"), 1), (row(3, "c"), 1)];
+        let b = vec![(row(2, "b"), -1), (row(3, "c"), 2), (row(4, "d,e"), -1)];
+        let write = |encoded: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = std::fs::File::create(dir.path().join("o.csv")).unwrap();
+            let mut enc = Encoder::new(&cfg, &schema, time, Dest::file(file), true).unwrap();
+            let part = |rows: &Vec<(Row, Diff)>| {
+                (
+                    rows.clone(),
+                    encoded.then(|| format.encode_updates(20, rows)),
+                )
+            };
+            enc.write_parts(20, vec![part(&a), part(&b)]).unwrap();
+            enc.finish().unwrap();
+            std::fs::read_to_string(dir.path().join("o.csv")).unwrap()
+        };
+        let plain = write(false);
+        assert_eq!(
+            plain,
+            "k,s,time,diff\n1,a,20,1\n3,c,20,3\n4,\"d,e\",20,-1\n"
+        );
+        assert_eq!(write(true), plain);
+    }
+
+    #[test]
     fn a_resumed_writer_cuts_the_file_and_writes_only_uncommitted_ticks() {
         for format in [SinkFormat::Csv, SinkFormat::Jsonl] {
             let cfg = config(format, SinkMode::Updates);
