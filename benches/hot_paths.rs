@@ -21,7 +21,13 @@
 //!   and hands it to the `csv` crate's writer; `csv_updates` also appends the `time` column
 //!   ([`write_iso8601`] of the row's tick) and the `diff` column; `jsonl_snapshot` builds
 //!   `{"name":value,...}` lines with [`write_json_string`] and [`Value::write_json`]. Output goes
-//!   to `std::io::sink()`, so no disk time is included.
+//!   to `std::io::sink()`, so no disk time is included. `lines_updates` is the encoder the file
+//!   sink itself runs on each worker for updates sinks ([`LineFormat::encode_updates`]): one
+//!   tick of 100,000 consolidated updates to CSV lines.
+//! - `join_update`: [`eventflow::runtime::run`] of `pipelines/nexmark/q4.toml` on 200,000
+//!   pregenerated Nexmark events (6% auctions, 92% bids, joined on the auction id, then a
+//!   `BETWEEN` filter and two aggregates), 1 worker. The time is the run's own `wall_seconds`
+//!   (criterion's `iter_custom`), which leaves out generating the events. 10 samples.
 //! - `end_to_end`: [`eventflow::runtime::run`] of `pipelines/orders_revenue.toml` (its source path
 //!   redirected to a generated 1,000,000-row temporary file) with 1 and 2 workers, writing all
 //!   outputs into a temporary folder. Includes file mapping, splitting, parsing, filtering,
@@ -44,8 +50,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventflow::connectors::csv_parse::{parse_chunk, CsvLayout};
+use eventflow::connectors::file_sink::LineFormat;
 use eventflow::connectors::parsed::ParsedBatch;
 use eventflow::connectors::split::{line_at, read_header, Chunk, Splitter};
+use eventflow::connectors::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
 use eventflow::diag::{render, SourceFile};
 use eventflow::expr::Expr;
 use eventflow::generate::{orders_csv_bytes, orders_schema, write_orders_csv, OrdersConfig};
@@ -311,6 +319,19 @@ fn output_writing(c: &mut Criterion) {
             w.flush().expect("sink");
         });
     });
+    group.bench_function("lines_updates", |b| {
+        let o = orders();
+        let cfg = SinkConfig {
+            name: "bench".into(),
+            format: SinkFormat::Csv,
+            target: SinkTarget::Stdout,
+            path_span: 0..0,
+            mode: SinkMode::Updates,
+        };
+        let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
+        let updates: Vec<(Vec<Value>, isize)> = o.rows().map(|r| (r.to_vec(), 1)).collect();
+        b.iter(|| black_box(format.encode_updates(0, &updates)));
+    });
     group.bench_function("jsonl_snapshot", |b| {
         let o = orders();
         let names: Vec<&str> = o.schema.names().collect();
@@ -398,12 +419,63 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
+/// Nexmark events in the `join_update` runs.
+const JOIN_EVENTS: u64 = 200_000;
+
+fn join_update(c: &mut Criterion) {
+    let mut group = c.benchmark_group("join_update");
+    group.throughput(Throughput::Elements(JOIN_EVENTS));
+    group.sample_size(10);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("pipelines/nexmark/q4.toml"))
+        .expect("pipelines/nexmark/q4.toml");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("events =") {
+                format!("events = {JOIN_EVENTS}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let file = SourceFile {
+        name: "q4.toml".into(),
+        text,
+    };
+    let spec = PipelineSpec::parse(file, root.join("pipelines/nexmark"))
+        .unwrap_or_else(|(file, diags)| panic!("{}", render(&file, &diags, false)));
+    let plan = Arc::new(
+        plan::build(&spec).unwrap_or_else(|diags| panic!("{}", render(&spec.file, &diags, false))),
+    );
+    let out = tempfile::tempdir().expect("temporary folder");
+    let opts = RunOptions {
+        workers: 1,
+        out_dir: out.path().to_path_buf(),
+        progress: false,
+        recovery: Default::default(),
+    };
+    group.bench_function("nexmark_q4", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let summary = run(plan.clone(), &opts).expect("run succeeds");
+                assert_eq!(summary.nexmark_events, Some(JOIN_EVENTS));
+                total += std::time::Duration::from_secs_f64(summary.wall_seconds);
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     csv_parse,
     expr_eval,
     aggregate_update,
     output_writing,
+    join_update,
     end_to_end
 );
 criterion_main!(benches);

@@ -10,6 +10,10 @@
 //! each source's schema) into a cache folder and a copy of the pipeline whose source paths point
 //! at it is run instead of the original.
 //!
+//! For pipelines whose sources are all `nexmark`, `events` instead sets each source's `events`
+//! (the length of the Nexmark sequence), and a run's events are that sequence's events of all
+//! kinds (the usual Nexmark unit), not only the records the pipeline read.
+//!
 //! Outputs: a table per worker count ([`BenchReport::render_table`](crate::bench::BenchReport::render_table)), `bench.csv` with one row
 //! per run and `bench.svg`, a bar chart of the median events/s per worker count with min–max
 //! whiskers.
@@ -77,6 +81,8 @@ pub struct BenchRun {
     pub wall_seconds: f64,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
+    /// CPU seconds (all threads) the child used in `wall_seconds`.
+    pub cpu_seconds: f64,
     /// Peak resident memory of the child (bytes; 0 where unknown).
     pub peak_memory_bytes: u64,
 }
@@ -98,6 +104,9 @@ pub struct BenchGroup {
     pub per_core: f64,
     /// Largest peak memory over the runs (bytes).
     pub peak_memory_bytes: u64,
+    /// Median events per CPU-second (user + system time of all the run's threads): what one
+    /// fully used core processes, steadier than wall time on a shared machine.
+    pub per_cpu_second: f64,
 }
 
 /// The result of a benchmark.
@@ -107,6 +116,8 @@ pub struct BenchReport {
     pub pipeline: String,
     /// The generated input size, if any.
     pub generated_events: Option<u64>,
+    /// For Nexmark pipelines: whether the generator's cost is in the timings.
+    pub generator: Option<&'static str>,
     /// The input file each source read, when generated.
     pub inputs: Vec<PathBuf>,
     /// Cores available to this process (`std::thread::available_parallelism`).
@@ -128,6 +139,12 @@ pub struct BenchReport {
 #[derive(Deserialize)]
 struct ChildSummary {
     records_read: u64,
+    #[serde(default)]
+    nexmark_events: Option<u64>,
+    #[serde(default)]
+    pregenerate_seconds: f64,
+    #[serde(default)]
+    cpu_seconds: f64,
     wall_seconds: f64,
     events_per_second: f64,
     peak_memory_bytes: u64,
@@ -191,7 +208,14 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let commit = git_commit();
     let tmp = TempDir::new()?;
 
+    let nexmark = nexmark_sources(&spec)?;
     let (pipeline_file, inputs) = match opts.events {
+        Some(n) if nexmark => {
+            let copy = tmp.0.join("pipeline.toml");
+            std::fs::write(&copy, rewrite_nexmark_events(&spec, n)?)
+                .with_context(|| format!("cannot write `{}`", copy.display()))?;
+            (copy, Vec::new())
+        }
         Some(n) => {
             let inputs = generate_inputs(&spec, n, &opts.data_dir, opts.progress)?;
             let copy = tmp.0.join("pipeline.toml");
@@ -204,6 +228,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let total = opts.workers.len() * opts.repeat;
     let mut runs = Vec::with_capacity(total);
+    let mut generator = None;
     for &workers in &opts.workers {
         for run in 1..=opts.repeat {
             let label = format!(
@@ -219,21 +244,34 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 "{label}: the child ran with {} workers",
                 summary.workers
             );
+            // Nexmark throughput counts the sequence's events of every kind.
+            let (events, eps) = match summary.nexmark_events {
+                Some(n) if summary.wall_seconds > 0.0 => (n, n as f64 / summary.wall_seconds),
+                _ => (summary.records_read, summary.events_per_second),
+            };
+            if summary.nexmark_events.is_some() {
+                generator = Some(if summary.pregenerate_seconds > 0.0 {
+                    "generator excluded (events pregenerated before the clock starts)"
+                } else {
+                    "generator included (events generated while running)"
+                });
+            }
             if opts.progress {
                 eprintln!(
                     "{label}: {} events in {:.2} s, {} events/s, peak {:.0} MB",
-                    summary.records_read,
+                    events,
                     summary.wall_seconds,
-                    group_digits(summary.events_per_second),
+                    group_digits(eps),
                     mb(summary.peak_memory_bytes)
                 );
             }
             runs.push(BenchRun {
                 workers,
                 run,
-                events: summary.records_read,
+                events,
                 wall_seconds: summary.wall_seconds,
-                events_per_second: summary.events_per_second,
+                events_per_second: eps,
+                cpu_seconds: summary.cpu_seconds,
                 peak_memory_bytes: summary.peak_memory_bytes,
             });
         }
@@ -249,6 +287,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let report = BenchReport {
         pipeline: name,
         generated_events: opts.events,
+        generator,
         inputs,
         cores,
         commit,
@@ -407,6 +446,57 @@ fn generate_inputs(
     Ok(inputs)
 }
 
+/// Whether the pipeline's sources are `nexmark` sources (all of them; a mix is an error).
+fn nexmark_sources(spec: &PipelineSpec) -> anyhow::Result<bool> {
+    let kinds: Vec<&str> = spec
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Source)
+        .map(|n| n.kind.value.as_str())
+        .collect();
+    let nexmark = kinds.iter().filter(|k| **k == "nexmark").count();
+    ensure!(
+        nexmark == 0 || nexmark == kinds.len(),
+        "the pipeline mixes `nexmark` and file sources; --events cannot size both"
+    );
+    Ok(nexmark > 0)
+}
+
+/// The pipeline text with every `nexmark` source's `events` set to `events` (added after its
+/// `type` when absent), checked by parsing the result again.
+fn rewrite_nexmark_events(spec: &PipelineSpec, events: u64) -> anyhow::Result<String> {
+    let text = &spec.file.text;
+    let mut edits = Vec::new();
+    for node in spec.nodes.iter().filter(|n| n.role == Role::Source) {
+        match node.params.get("events") {
+            Some((_, value)) => edits.push((value.span.clone(), events.to_string())),
+            None => {
+                let end = node.kind.span.end;
+                edits.push((end..end, format!("\nevents = {events}")));
+            }
+        }
+    }
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut out = text.clone();
+    for (span, replacement) in edits {
+        out.replace_range(span, &replacement);
+    }
+    let copy = crate::diag::SourceFile {
+        name: spec.file.name.clone(),
+        text: out.clone(),
+    };
+    let reparsed = PipelineSpec::parse(copy, spec.dir.clone())
+        .map_err(|_| anyhow::anyhow!("the rewritten pipeline does not parse"))?;
+    for node in reparsed.nodes.iter().filter(|n| n.role == Role::Source) {
+        ensure!(
+            matches!(node.params.get("events").map(|(_, v)| &v.value), Some(TomlValue::Int(n)) if *n as u64 == events),
+            "the rewritten pipeline does not set `events` of source `{}`",
+            node.name.value
+        );
+    }
+    Ok(out)
+}
+
 /// The pipeline text with each source's `path` value replaced by the matching input (quoted),
 /// checked by parsing the result again.
 fn rewrite_source_paths(spec: &PipelineSpec, inputs: &[PathBuf]) -> anyhow::Result<String> {
@@ -535,6 +625,19 @@ fn summarise(workers: usize, runs: &[BenchRun], cores: usize) -> BenchGroup {
             .map(|r| r.peak_memory_bytes)
             .max()
             .unwrap_or(0),
+        per_cpu_second: {
+            let mut per_cpu: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.workers == workers && r.cpu_seconds > 0.0)
+                .map(|r| r.events as f64 / r.cpu_seconds)
+                .collect();
+            per_cpu.sort_by(f64::total_cmp);
+            match per_cpu.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => per_cpu[n / 2],
+                n => (per_cpu[n / 2 - 1] + per_cpu[n / 2]) / 2.0,
+            }
+        },
     }
 }
 
@@ -550,6 +653,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
         "peak_memory_bytes",
         "cores",
         "commit",
+        "cpu_seconds",
     ])?;
     for r in &report.runs {
         w.write_record([
@@ -562,6 +666,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
             r.peak_memory_bytes.to_string(),
             report.cores.to_string(),
             report.commit.clone().unwrap_or_default(),
+            format!("{:.6}", r.cpu_seconds),
         ])?;
     }
     w.flush()?;
@@ -612,13 +717,15 @@ impl BenchReport {
     /// The header line: pipeline, input size, cores and commit.
     pub fn header(&self) -> String {
         let events = match (self.generated_events, self.runs.first()) {
+            (_, Some(r)) if self.generator.is_some() => format!("{} Nexmark events", r.events),
             (Some(n), _) => format!("{n} generated events"),
             (None, Some(r)) => format!("{} events", r.events),
             (None, None) => "no runs".into(),
         };
         format!(
-            "bench `{}`: {events}, {} cores, commit {}",
+            "bench `{}`: {events}{}, {} cores, commit {}",
             self.pipeline,
+            self.generator.map(|g| format!(", {g}")).unwrap_or_default(),
             self.cores,
             self.commit.as_deref().unwrap_or("unknown")
         )
@@ -630,19 +737,20 @@ impl BenchReport {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}",
-            "workers", "runs", "events/s med", "min", "max", "per core", "peak MB"
+            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}",
+            "workers", "runs", "events/s med", "min", "max", "per core", "per CPU-s", "peak MB"
         );
         for g in &self.groups {
             let _ = writeln!(
                 out,
-                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}",
+                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}",
                 g.workers,
                 g.runs,
                 group_digits(g.median),
                 group_digits(g.min),
                 group_digits(g.max),
                 group_digits(g.per_core),
+                group_digits(g.per_cpu_second),
                 mb(g.peak_memory_bytes)
             );
         }
@@ -757,6 +865,7 @@ mod tests {
             events: 100,
             wall_seconds: 100.0 / eps,
             events_per_second: eps,
+            cpu_seconds: 0.0,
             peak_memory_bytes: mem,
         }
     }
@@ -810,11 +919,33 @@ mod tests {
     }
 
     #[test]
+    fn sets_the_events_of_every_nexmark_source() {
+        let text =
+            "[sources.a]\ntype = \"nexmark\"\nstream = \"bid\"\nevents = 1_000 # events = 5\n\
+                    [sources.b]\ntype = \"nexmark\"\nstream = \"person\"\n";
+        let file = crate::diag::SourceFile {
+            name: "p.toml".into(),
+            text: text.into(),
+        };
+        let spec = PipelineSpec::parse(file, PathBuf::from("."))
+            .map_err(|e| e.1)
+            .unwrap();
+        assert!(nexmark_sources(&spec).unwrap());
+        let out = rewrite_nexmark_events(&spec, 42).unwrap();
+        assert!(out.contains("events = 42 # events = 5\n"), "{out}");
+        assert!(
+            out.contains("type = \"nexmark\"\nevents = 42\nstream = \"person\""),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn svg_has_a_bar_per_worker_count() {
         let runs = vec![run(1, 1, 1.5e6, 1), run(2, 1, 2.5e6, 1)];
         let report = BenchReport {
             pipeline: "p<&>".into(),
             generated_events: Some(100),
+            generator: None,
             inputs: vec![],
             cores: 2,
             commit: None,

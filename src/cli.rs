@@ -122,7 +122,8 @@ enum Command {
         /// Pipeline file (TOML).
         file: PathBuf,
         /// Generate this many input events (orders or clickstream, from the source schema)
-        /// instead of reading the pipeline's own inputs.
+        /// instead of reading the pipeline's own inputs; for `nexmark` sources, the number of
+        /// Nexmark events.
         #[arg(long)]
         events: Option<u64>,
         /// Worker counts to run, comma-separated.

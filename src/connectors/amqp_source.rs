@@ -181,6 +181,7 @@ impl AmqpSourceReader {
                 Layout::Csv(l)
             }
             SourceFormat::Jsonl => Layout::Json(JsonLayout::new(&cfg.schema)),
+            SourceFormat::Nexmark(_) => unreachable!("queue payloads are CSV or JSON"),
         };
         let clock = Arc::new(ChunkClock::default());
         let (slot, idle) = ctx.clocks.register(clock.clone(), cfg.max_lateness_ms);

@@ -16,7 +16,7 @@
 use super::commit_log::{Commit, CommitLog};
 use super::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
 use crate::record::time::TimeDomain;
-use crate::record::{write_json_string, Diff, Row, Schema, Tick};
+use crate::record::{write_json_string, Diff, Row, Schema, Tick, Value};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,8 +32,11 @@ pub enum SinkMsg {
     Part {
         /// The tick.
         tick: Tick,
-        /// Its updates.
+        /// Its updates (may be empty when `lines` holds them and this is the only worker).
         rows: Vec<(Row, Diff)>,
+        /// The same updates, already encoded by the worker (updates sinks), so that encoding
+        /// runs on the workers in parallel instead of on the one writer thread.
+        lines: Option<Lines>,
     },
     /// Worker `worker`'s frontier: every tick before `bound` is complete (`None`: all are).
     Frontier {
@@ -67,10 +70,162 @@ pub struct Recovery {
     pub failing: Arc<AtomicBool>,
 }
 
+/// Encoded output lines, one per update of a [`SinkMsg::Part`], in the same order.
+#[derive(Clone, Debug, Default)]
+pub struct Lines {
+    /// The lines, each ending with a newline.
+    pub text: String,
+    /// Where each line ends in `text`.
+    pub ends: Vec<usize>,
+}
+
+impl Lines {
+    fn line(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+/// How a sink turns a row into one line of its file. Workers get a copy, so that they encode
+/// their own updates; the writer only merges and copies bytes.
+#[derive(Clone, Debug)]
+pub struct LineFormat {
+    format: SinkFormat,
+    names: Vec<String>,
+    time: TimeDomain,
+}
+
+impl LineFormat {
+    /// The line format of `cfg` over rows of `schema` (plus `time` and `diff` for updates).
+    pub fn new(cfg: &SinkConfig, schema: &Schema, time: TimeDomain) -> LineFormat {
+        let mut names: Vec<String> = schema.names().map(String::from).collect();
+        if cfg.mode == SinkMode::Updates {
+            names.push("time".into());
+            names.push("diff".into());
+        }
+        LineFormat {
+            format: cfg.format,
+            names,
+            time,
+        }
+    }
+
+    /// Appends `row` (with the update's `time` and `diff` when given) as one line.
+    ///
+    /// CSV follows the `csv` crate's "necessary" quoting: a field is quoted when it holds a
+    /// comma, a double quote, a carriage return or a newline (quotes doubled inside), and a
+    /// record made of one empty field is written as `""`.
+    pub fn encode(&self, row: &[Value], extra: Option<(Tick, Diff)>, out: &mut String) {
+        match self.format {
+            SinkFormat::Csv => {
+                let empty = |v: &Value| match v {
+                    Value::Null => true,
+                    Value::Str(s) => s.is_empty(),
+                    _ => false,
+                };
+                if row.len() == 1 && extra.is_none() && empty(&row[0]) {
+                    out.push_str("\"\"\n");
+                    return;
+                }
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    match v {
+                        Value::Str(s) => push_csv_field(s, out),
+                        // Numbers, booleans and timestamps never need quotes.
+                        _ => v.write_text(out),
+                    }
+                }
+                if let Some((tick, diff)) = extra {
+                    out.push(',');
+                    self.time.write_tick(tick, out);
+                    out.push(',');
+                    out.push_str(itoa::Buffer::new().format(diff));
+                }
+                out.push('\n');
+            }
+            SinkFormat::Jsonl => {
+                out.push('{');
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_string(&self.names[i], out);
+                    out.push(':');
+                    v.write_json(out);
+                }
+                if let Some((tick, diff)) = extra {
+                    out.push_str(",\"time\":");
+                    let quoted = matches!(self.time, TimeDomain::Event { .. });
+                    if quoted {
+                        out.push('"');
+                    }
+                    self.time.write_tick(tick, out);
+                    if quoted {
+                        out.push('"');
+                    }
+                    out.push_str(",\"diff\":");
+                    out.push_str(itoa::Buffer::new().format(diff));
+                }
+                out.push_str("}\n");
+            }
+        }
+    }
+
+    /// Encodes a consolidated tick's updates.
+    pub fn encode_updates(&self, tick: Tick, rows: &[(Row, Diff)]) -> Lines {
+        let mut lines = Lines::default();
+        let Some((first, rest)) = rows.split_first() else {
+            return lines;
+        };
+        // Size the buffer from the first line, so that it rarely grows (each growth copies
+        // everything into freshly faulted pages).
+        self.encode(&first.0, Some((tick, first.1)), &mut lines.text);
+        lines.ends.reserve_exact(rows.len());
+        lines.ends.push(lines.text.len());
+        lines.text.reserve(lines.text.len() * rows.len() * 5 / 4);
+        for (row, diff) in rest {
+            self.encode(row, Some((tick, *diff)), &mut lines.text);
+            lines.ends.push(lines.text.len());
+        }
+        lines
+    }
+
+    /// The CSV header line.
+    fn header(&self, out: &mut String) {
+        for (i, n) in self.names.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_csv_field(n, out);
+        }
+        out.push('\n');
+    }
+}
+
+/// Appends a CSV field, quoted when it must be.
+fn push_csv_field(s: &str, out: &mut String) {
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
+        out.push('"');
+        for (i, part) in s.split('"').enumerate() {
+            if i > 0 {
+                out.push_str("\"\"");
+            }
+            out.push_str(part);
+        }
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
 /// A running sink writer.
 pub struct SinkWriter {
     /// Where workers send their parts; clone one per worker.
     pub sender: Sender<SinkMsg>,
+    /// For updates sinks: the line format workers encode their parts with.
+    pub lines: Option<LineFormat>,
     thread: JoinHandle<std::io::Result<SinkStats>>,
 }
 
@@ -128,6 +283,7 @@ impl SinkWriter {
                 dest
             }
         };
+        let lines = (cfg.mode == SinkMode::Updates).then(|| LineFormat::new(cfg, schema, time));
         let mut encoder = Encoder::new(cfg, schema, time, dest, resume.is_none())?;
         encoder.stats.rows = resume.map_or(0, |c| c.rows);
         let committer = recovery.map(|r| Committer {
@@ -150,7 +306,11 @@ impl SinkWriter {
                 merge.run(receiver, &mut encoder, committer)?;
                 Ok(encoder.stats.clone())
             })?;
-        Ok(SinkWriter { sender, thread })
+        Ok(SinkWriter {
+            sender,
+            lines,
+            thread,
+        })
     }
 
     /// Waits for the writer after every worker dropped its sender.
@@ -240,7 +400,8 @@ impl Merge<'_> {
         enc: &mut Encoder,
         mut committer: Option<Committer>,
     ) -> std::io::Result<()> {
-        let mut pending: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
+        // Per tick, the workers' parts: each consolidated and sorted by its worker.
+        let mut pending: BTreeMap<Tick, Vec<Part>> = BTreeMap::new();
         let mut bounds: Vec<Option<Tick>> = vec![Some(0); self.workers];
         let mut snapshot: Vec<(Row, Diff)> = Vec::new();
         // Updates sinks commit along the way; snapshots are written at the end only.
@@ -263,7 +424,9 @@ impl Merge<'_> {
                 },
             };
             match msg {
-                Some(SinkMsg::Part { tick, rows }) => pending.entry(tick).or_default().extend(rows),
+                Some(SinkMsg::Part { tick, rows, lines }) => {
+                    pending.entry(tick).or_default().push((rows, lines))
+                }
                 Some(SinkMsg::Frontier { worker, bound }) => bounds[worker] = bound,
                 None => {}
             }
@@ -311,7 +474,7 @@ impl Merge<'_> {
     fn emit(
         &self,
         tick: Tick,
-        mut rows: Vec<(Row, Diff)>,
+        parts: Vec<Part>,
         enc: &mut Encoder,
         snapshot: &mut Vec<(Row, Diff)>,
     ) -> std::io::Result<()> {
@@ -321,20 +484,44 @@ impl Merge<'_> {
         if self.skip.is_some_and(|c| c.covers(tick)) {
             return Ok(()); // resuming: already in the file
         }
-        consolidate(&mut rows);
         match self.mode {
-            SinkMode::Updates => enc.write_updates(tick, &rows),
+            SinkMode::Updates => enc.write_parts(tick, parts),
             SinkMode::Snapshot => {
-                snapshot.extend(rows);
+                snapshot.extend(merge_parts(parts.into_iter().map(|p| p.0).collect()));
                 Ok(())
             }
         }
     }
 }
 
-/// Sorts by row and sums the diffs of equal rows, dropping zeros.
-pub fn consolidate(rows: &mut Vec<(Row, Diff)>) {
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+/// One worker's updates of a tick, with their encoded lines if the worker encoded them.
+type Part = (Vec<(Row, Diff)>, Option<Lines>);
+
+/// Whether a list of updates is sorted by row, with no row twice and no zero diff.
+fn is_consolidated(p: &[(Row, Diff)]) -> bool {
+    p.windows(2).all(|w| w[0].0 < w[1].0) && p.iter().all(|r| r.1 != 0)
+}
+
+/// The consolidation of several consolidated, sorted parts. One part is already the answer;
+/// several are concatenated and sorted with a stable sort, which finds the sorted runs and
+/// merges them (O(n log parts)), then equal rows are summed.
+fn merge_parts(mut parts: Vec<Vec<(Row, Diff)>>) -> Vec<(Row, Diff)> {
+    // Workers send consolidated parts; checking costs one comparison per row, far less than
+    // the sort it saves, and keeps hand-driven writers (tests) correct.
+    if parts.len() == 1 && is_consolidated(&parts[0]) {
+        return parts.pop().expect("one part");
+    }
+    let mut rows: Vec<(Row, Diff)> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in parts {
+        rows.extend(p);
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    sum_equal(&mut rows);
+    rows
+}
+
+/// Sums the diffs of adjacent equal rows of a sorted list, dropping zeros.
+fn sum_equal(rows: &mut Vec<(Row, Diff)>) {
     let mut out = 0;
     for i in 0..rows.len() {
         if out > 0 && rows[out - 1].0 == rows[i].0 {
@@ -346,6 +533,12 @@ pub fn consolidate(rows: &mut Vec<(Row, Diff)>) {
     }
     rows.truncate(out);
     rows.retain(|r| r.1 != 0);
+}
+
+/// Sorts by row and sums the diffs of equal rows, dropping zeros.
+pub fn consolidate(rows: &mut Vec<(Row, Diff)>) {
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sum_equal(rows);
     // Sorting by (row, diff): after consolidation each row appears once, so row order suffices.
 }
 
@@ -463,18 +656,10 @@ impl Write for Dest {
     }
 }
 
-/// The encoded destination: CSV through the csv crate's writer (quoting, buffering), or JSON
-/// Lines written directly.
-enum Output {
-    Csv(Box<csv::Writer<Dest>>),
-    Jsonl(Dest),
-}
-
 struct Encoder {
     mode: SinkMode,
-    names: Vec<String>,
-    time: TimeDomain,
-    out: Output,
+    line: LineFormat,
+    out: Dest,
     text: String,
     stats: SinkStats,
 }
@@ -485,30 +670,18 @@ impl Encoder {
         cfg: &SinkConfig,
         schema: &Schema,
         time: TimeDomain,
-        out: Dest,
+        mut out: Dest,
         header: bool,
     ) -> std::io::Result<Encoder> {
-        let mut names: Vec<String> = schema.names().map(String::from).collect();
-        if cfg.mode == SinkMode::Updates {
-            names.push("time".into());
-            names.push("diff".into());
+        let line = LineFormat::new(cfg, schema, time);
+        if header && cfg.format == SinkFormat::Csv {
+            let mut text = String::new();
+            line.header(&mut text);
+            out.write_all(text.as_bytes())?;
         }
-        let out = match cfg.format {
-            SinkFormat::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .buffer_capacity(1 << 16)
-                    .from_writer(out);
-                if header {
-                    w.write_record(&names)?;
-                }
-                Output::Csv(Box::new(w))
-            }
-            SinkFormat::Jsonl => Output::Jsonl(out),
-        };
         Ok(Encoder {
             mode: cfg.mode,
-            names,
-            time,
+            line,
             out,
             text: String::new(),
             stats: SinkStats::default(),
@@ -517,60 +690,78 @@ impl Encoder {
 
     fn write_row(&mut self, row: &Row, extra: Option<(Tick, Diff)>) -> std::io::Result<()> {
         self.stats.rows += 1;
-        let text = &mut self.text;
-        match &mut self.out {
-            Output::Csv(w) => {
-                for v in row {
-                    text.clear();
-                    v.write_text(text);
-                    w.write_field(text.as_bytes())?;
-                }
-                if let Some((tick, diff)) = extra {
-                    text.clear();
-                    self.time.write_tick(tick, text);
-                    w.write_field(text.as_bytes())?;
-                    w.write_field(itoa::Buffer::new().format(diff).as_bytes())?;
-                }
-                w.write_record(std::iter::empty::<&[u8]>())?;
-            }
-            Output::Jsonl(w) => {
-                text.clear();
-                text.push('{');
-                for (i, v) in row.iter().enumerate() {
-                    if i > 0 {
-                        text.push(',');
-                    }
-                    write_json_string(&self.names[i], text);
-                    text.push(':');
-                    v.write_json(text);
-                }
-                if let Some((tick, diff)) = extra {
-                    text.push_str(",\"time\":");
-                    let quoted = matches!(self.time, TimeDomain::Event { .. });
-                    if quoted {
-                        text.push('"');
-                    }
-                    self.time.write_tick(tick, text);
-                    if quoted {
-                        text.push('"');
-                    }
-                    text.push_str(",\"diff\":");
-                    text.push_str(itoa::Buffer::new().format(diff));
-                }
-                text.push_str("}\n");
-                w.write_all(text.as_bytes())?;
-            }
-        }
-        Ok(())
+        self.text.clear();
+        self.line.encode(row, extra, &mut self.text);
+        self.out.write_all(self.text.as_bytes())
     }
 
-    fn write_updates(&mut self, tick: Tick, rows: &[(Row, Diff)]) -> std::io::Result<()> {
+    /// Writes one tick's updates from the workers' parts: merged by row (equal rows from
+    /// several workers summed), copying the lines the workers encoded where they can be used
+    /// as they are.
+    fn write_parts(&mut self, tick: Tick, mut parts: Vec<Part>) -> std::io::Result<()> {
         debug_assert_eq!(self.mode, SinkMode::Updates);
-        if let Output::Jsonl(w) = &mut self.out {
-            w.begin_tick(tick);
+        // Queue sinks name their messages after the tick.
+        self.out.begin_tick(tick);
+        parts.retain(|(rows, lines)| {
+            !rows.is_empty() || lines.as_ref().is_some_and(|l| !l.ends.is_empty())
+        });
+        // One worker's part: its lines are the tick's output.
+        if let [(rows, Some(lines))] = parts.as_slice() {
+            if rows.is_empty() || is_consolidated(rows) {
+                self.stats.rows += lines.ends.len() as u64;
+                return self.out.write_all(lines.text.as_bytes());
+            }
         }
-        for (row, diff) in rows {
-            self.write_row(row, Some((tick, *diff)))?;
+        let usable = parts.iter().all(|(rows, lines)| {
+            is_consolidated(rows) && lines.as_ref().is_none_or(|l| l.ends.len() == rows.len())
+        });
+        if !usable {
+            let rows = merge_parts(parts.into_iter().map(|p| p.0).collect());
+            for (row, diff) in &rows {
+                self.write_row(row, Some((tick, *diff)))?;
+            }
+            return Ok(());
+        }
+        // A k-way merge over the sorted parts (k = workers, small).
+        let mut next = vec![0usize; parts.len()];
+        let mut from = Vec::with_capacity(parts.len());
+        loop {
+            let mut min: Option<&Row> = None;
+            for (p, (rows, _)) in parts.iter().enumerate() {
+                if let Some((row, _)) = rows.get(next[p]) {
+                    if min.is_none_or(|m| row < m) {
+                        min = Some(row);
+                    }
+                }
+            }
+            let Some(min) = min else { break };
+            let mut diff = 0;
+            from.clear();
+            for (p, (rows, _)) in parts.iter().enumerate() {
+                if let Some((row, d)) = rows.get(next[p]) {
+                    if row == min {
+                        diff += d;
+                        from.push(p);
+                    }
+                }
+            }
+            match (from.as_slice(), diff) {
+                (_, 0) => {}
+                ([p], _) if parts[*p].1.is_some() => {
+                    let lines = parts[*p].1.as_ref().expect("checked just above");
+                    self.stats.rows += 1;
+                    self.out.write_all(lines.line(next[*p]).as_bytes())?;
+                }
+                _ => {
+                    self.stats.rows += 1;
+                    self.text.clear();
+                    self.line.encode(min, Some((tick, diff)), &mut self.text);
+                    self.out.write_all(self.text.as_bytes())?;
+                }
+            }
+            for &p in &from {
+                next[p] += 1;
+            }
         }
         Ok(())
     }
@@ -589,21 +780,14 @@ impl Encoder {
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
-        match &mut self.out {
-            Output::Csv(w) => w.flush(),
-            Output::Jsonl(w) => w.flush(),
-        }
+        self.out.flush()
     }
 
     /// Writes everything out and waits for the disk; returns the destination's length.
     fn sync(&mut self) -> std::io::Result<u64> {
         self.finish()?;
-        let dest = match &self.out {
-            Output::Csv(w) => w.get_ref(),
-            Output::Jsonl(w) => w,
-        };
-        dest.sync_data()?;
-        Ok(dest.len())
+        self.out.sync_data()?;
+        Ok(self.out.len())
     }
 }
 
@@ -667,7 +851,14 @@ mod tests {
                         (vec![Value::Int(worker as i64), Value::Str(text.into())], 1)
                     })
                     .collect();
-                writer.sender.send(SinkMsg::Part { tick, rows }).unwrap();
+                writer
+                    .sender
+                    .send(SinkMsg::Part {
+                        tick,
+                        rows,
+                        lines: None,
+                    })
+                    .unwrap();
                 let bound = Some(tick + 10);
                 writer
                     .sender
@@ -692,6 +883,81 @@ mod tests {
             })
             .collect();
         (std::fs::read(dir.join("out.txt")).unwrap(), stats, commits)
+    }
+
+    #[test]
+    fn csv_lines_are_what_the_csv_crate_writes() {
+        let schema = Schema::new([("a", Type::String), ("b", Type::Int), ("c", Type::Float)]);
+        let format = LineFormat::new(
+            &config(SinkFormat::Csv, SinkMode::Snapshot),
+            &schema,
+            TimeDomain::Position { tick_records: 10 },
+        );
+        let texts = [
+            "",
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\r",
+            " spaced ",
+            "\"",
+            "é,ü",
+        ];
+        for text in texts {
+            for row in [
+                vec![Value::Str(text.into()), Value::Int(-3), Value::float(1.5)],
+                vec![Value::Str(text.into())],
+                vec![Value::Null, Value::Str(text.into()), Value::Null],
+            ] {
+                let mut ours = String::new();
+                format.encode(&row, None, &mut ours);
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let fields: Vec<String> = row
+                    .iter()
+                    .map(|v| {
+                        let mut t = String::new();
+                        v.write_text(&mut t);
+                        t
+                    })
+                    .collect();
+                w.write_record(&fields).unwrap();
+                let theirs = String::from_utf8(w.into_inner().unwrap()).unwrap();
+                assert_eq!(ours, theirs, "{row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn merging_encoded_parts_equals_encoding_the_merge() {
+        let schema = Schema::new([("k", Type::Int), ("s", Type::String)]);
+        let cfg = config(SinkFormat::Csv, SinkMode::Updates);
+        let time = TimeDomain::Position { tick_records: 10 };
+        let format = LineFormat::new(&cfg, &schema, time);
+        let row = |k: i64, s: &str| vec![Value::Int(k), Value::Str(s.into())];
+        // Row (2, "b") is in both parts and cancels; (3, "c") is in both and adds up.
+        let a = vec![(row(1, "a"), 1), (row(2, "b"), 1), (row(3, "c"), 1)];
+        let b = vec![(row(2, "b"), -1), (row(3, "c"), 2), (row(4, "d,e"), -1)];
+        let write = |encoded: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = std::fs::File::create(dir.path().join("o.csv")).unwrap();
+            let mut enc = Encoder::new(&cfg, &schema, time, Dest::file(file), true).unwrap();
+            let part = |rows: &Vec<(Row, Diff)>| {
+                (
+                    rows.clone(),
+                    encoded.then(|| format.encode_updates(20, rows)),
+                )
+            };
+            enc.write_parts(20, vec![part(&a), part(&b)]).unwrap();
+            enc.finish().unwrap();
+            std::fs::read_to_string(dir.path().join("o.csv")).unwrap()
+        };
+        let plain = write(false);
+        assert_eq!(
+            plain,
+            "k,s,time,diff\n1,a,20,1\n3,c,20,3\n4,\"d,e\",20,-1\n"
+        );
+        assert_eq!(write(true), plain);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod dead_letter;
 pub mod file_sink;
 pub mod file_source;
 pub mod jsonl_parse;
+pub mod nexmark;
 pub mod parsed;
 pub mod split;
 
@@ -22,7 +23,7 @@ use crate::spec::{Params, PipelineSpec};
 use std::path::PathBuf;
 
 /// Source types, for `eventflow operators` and did-you-mean.
-pub const SOURCE_TYPES: [(&str, &str); 3] = [
+pub const SOURCE_TYPES: [(&str, &str); 4] = [
     (
         "csv",
         "CSV file with a header row; fields typed by `schema`",
@@ -34,6 +35,10 @@ pub const SOURCE_TYPES: [(&str, &str); 3] = [
     (
         "rabbitmq",
         "RabbitMQ queue (AMQP 0-9-1), JSON or CSV payloads typed by `schema`; runs until stopped",
+    ),
+    (
+        "nexmark",
+        "Nexmark benchmark events (person, auction or bid), generated in process",
     ),
 ];
 
@@ -52,7 +57,7 @@ pub const SINK_TYPES: [(&str, &str); 4] = [
 ];
 
 /// How a source's file is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceFormat {
     /// CSV with a header row and the given delimiter.
     Csv {
@@ -61,6 +66,8 @@ pub enum SourceFormat {
     },
     /// One JSON object per line.
     Jsonl,
+    /// Not a file: generated Nexmark events.
+    Nexmark(nexmark::NexmarkSettings),
 }
 
 /// A configured file source.
@@ -156,6 +163,19 @@ impl ChangeColumn {
 }
 
 impl SourceConfig {
+    /// What the source reads, for plans and summaries: the file, or the generator's settings.
+    pub fn input_label(&self) -> String {
+        match &self.format {
+            SourceFormat::Nexmark(n) => format!(
+                "nexmark {} stream of {} events at {} events/s{}",
+                n.stream.name(),
+                n.events,
+                n.events_per_second,
+                if n.pregenerate { ", pregenerated" } else { "" }
+            ),
+            _ => self.path.display().to_string(),
+        }
+    }
     /// The schema of the rows the source emits: the declared one without the change column.
     pub fn output_schema(&self) -> Schema {
         match &self.change {
@@ -259,6 +279,9 @@ pub fn configure_source(
     params: &mut Params<'_>,
     spec: &PipelineSpec,
 ) -> Option<SourceConfig> {
+    if kind == "nexmark" {
+        return nexmark::configure(name, params);
+    }
     let live = kind == "rabbitmq";
     let (path, live_cfg, payload) = if live {
         let url = params.str("url").map(|u| u.value);
@@ -627,6 +650,9 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
 pub fn check_source_file(cfg: &SourceConfig) -> Result<(), Box<Diagnostic>> {
     if cfg.live.is_some() {
         return Ok(()); // the broker is reached when the run starts
+    }
+    if let SourceFormat::Nexmark(_) = cfg.format {
+        return Ok(());
     }
     let shown = cfg.path.display();
     let cannot_open = |why: String, help: &str| {

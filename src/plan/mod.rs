@@ -622,7 +622,7 @@ impl Plan {
                 .join(", ");
             let (role, detail) = match &n.kind {
                 NodeKind::Source(s) => {
-                    let mut d = format!("{}", s.path.display());
+                    let mut d = s.input_label();
                     if let Some(et) = s.event_time {
                         let _ = write!(
                             d,

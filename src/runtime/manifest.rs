@@ -69,10 +69,17 @@ impl Manifest {
                 // journal instead (`connectors::amqp_source`).
                 NodeKind::Source(cfg) if cfg.live.is_some() => {}
                 NodeKind::Source(cfg) => {
-                    let (length, hash) = hash_file(&cfg.path).map_err(|e| (cfg.path.clone(), e))?;
+                    let (length, hash) = match &cfg.format {
+                        // Generated input: its settings are its identity.
+                        crate::connectors::SourceFormat::Nexmark(n) => {
+                            let text = format!("{n:?}");
+                            (n.events, xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+                        }
+                        _ => hash_file(&cfg.path).map_err(|e| (cfg.path.clone(), e))?,
+                    };
                     inputs.push(InputId {
                         source: node.name.clone(),
-                        path: cfg.path.display().to_string(),
+                        path: cfg.input_label(),
                         length,
                         xxh3: hex(hash),
                     });

@@ -103,8 +103,17 @@ pub struct RunSummary {
     pub sources: Vec<SourceSummary>,
     /// Per sink.
     pub sinks: Vec<SinkSummary>,
-    /// Wall-clock seconds from start to all outputs written.
+    /// Wall-clock seconds from start to all outputs written (less `pregenerate_seconds`).
     pub wall_seconds: f64,
+    /// Seconds spent generating input before the dataflow started (`pregenerate = true`
+    /// Nexmark sources); not part of `wall_seconds`.
+    pub pregenerate_seconds: f64,
+    /// For pipelines with `nexmark` sources: the events (of all kinds) in the Nexmark sequence
+    /// they read, the usual unit of Nexmark throughput.
+    pub nexmark_events: Option<u64>,
+    /// CPU seconds (user + system, all threads) the run used in `wall_seconds`: on a shared
+    /// machine, a steadier measure of cost than wall time.
+    pub cpu_seconds: f64,
     /// Records read per wall-clock second.
     pub events_per_second: f64,
     /// The signal that stopped the run early (`SIGINT`, `SIGTERM`), if one did.
@@ -180,6 +189,17 @@ impl RunSummary {
         }
         out
     }
+}
+
+/// CPU seconds (user + system) this process has used so far, over all its threads.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The process's peak resident set size in bytes (Linux `VmHWM`), or 0 if unknown.

@@ -113,6 +113,13 @@ impl SourceReader {
             SourceReader::Live(r) => r.clock.clone(),
         }
     }
+    /// Time spent preparing input before the run could start (pregenerated Nexmark events).
+    fn setup(&self) -> Duration {
+        match self {
+            SourceReader::File(r) => r.setup,
+            SourceReader::Live(_) => Duration::ZERO,
+        }
+    }
     fn total_bytes(&self) -> u64 {
         match self {
             SourceReader::File(r) => r.total_bytes,
@@ -307,27 +314,37 @@ fn combine<'s>(
 /// process writes no outputs). In a cluster of `to_process_zero = Some(workers)` workers per
 /// process, the updates first go to process 0's workers, spread over them by a hash of the row;
 /// the writer merges the parts of its local workers as in a single process.
+/// With `lines`, each part goes out encoded too (the writer then only copies bytes); with
+/// `lines_only` (one local worker), the rows themselves stay here.
 fn render_sink(
     rows: Coll<'_>,
     sender: Option<Sender<SinkMsg>>,
     worker: usize,
     to_process_zero: Option<usize>,
+    lines: Option<file_sink::LineFormat>,
+    lines_only: bool,
 ) {
     match to_process_zero {
-        None => sink_with(rows, Pipeline, sender, worker),
+        None => sink_with(rows, Pipeline, sender, worker, lines, lines_only),
         Some(workers) => {
             let hasher = foldhash::fast::FixedState::with_seed(0);
             let route = move |(row, _, _): &(Row, Tick, Diff)| {
                 use std::hash::BuildHasher;
                 hasher.hash_one(row) % workers as u64
             };
-            sink_with(rows, Exchange::new(route), sender, worker)
+            sink_with(rows, Exchange::new(route), sender, worker, lines, lines_only)
         }
     }
 }
 
-fn sink_with<P>(rows: Coll<'_>, pact: P, sender: Option<Sender<SinkMsg>>, worker: usize)
-where
+fn sink_with<P>(
+    rows: Coll<'_>,
+    pact: P,
+    sender: Option<Sender<SinkMsg>>,
+    worker: usize,
+    lines: Option<file_sink::LineFormat>,
+    lines_only: bool,
+) where
     P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
 {
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
@@ -335,7 +352,11 @@ where
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             for (row, t, d) in data.drain(..) {
-                stash.entry(t).or_default().push((row, d));
+                let rows = stash.entry(t).or_default();
+                if rows.is_empty() {
+                    rows.reserve(1024);
+                }
+                rows.push((row, d));
             }
         });
         let Some(sender) = &sender else {
@@ -350,7 +371,11 @@ where
             let (tick, mut rows) = entry.remove_entry();
             consolidate(&mut rows);
             if !rows.is_empty() {
-                let _ = sender.send(SinkMsg::Part { tick, rows });
+                let lines = lines.as_ref().map(|l| l.encode_updates(tick, &rows));
+                if lines.is_some() && lines_only {
+                    rows = Vec::new();
+                }
+                let _ = sender.send(SinkMsg::Part { tick, rows, lines });
             }
         }
         if reported != Some(bound) {
@@ -431,13 +456,18 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         .as_ref()
         .map_or((1, 0), |c| (c.processes, c.process));
     if cluster.is_some() {
-        if let Some(n) = plan.nodes.iter().find(|n| match &n.kind {
-            NodeKind::Source(cfg) => cfg.live.is_some(),
-            _ => false,
-        }) {
+        // Sources that do not read files cannot yet share their input between processes.
+        for n in &plan.nodes {
+            let NodeKind::Source(cfg) = &n.kind else {
+                continue;
+            };
+            let what = match &cfg.format {
+                _ if cfg.live.is_some() => "reads a message queue",
+                crate::connectors::SourceFormat::Nexmark(_) => "generates Nexmark events",
+                _ => continue,
+            };
             return Err(RunError::Cluster(format!(
-                "source `{}` reads a message queue; live sources run in a single process only \
-                 (docs/cluster.md)",
+                "source `{}` {what}; only file sources run in a cluster (docs/cluster.md)",
                 n.name
             )));
         }
@@ -609,6 +639,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         senders: Mutex<Option<BTreeMap<usize, Sender<SinkMsg>>>>,
         /// Global worker 0 in a cluster: the other processes' reports.
         reports: Mutex<Vec<cluster::Report>>,
+        lines: BTreeMap<usize, Option<file_sink::LineFormat>>,
     }
     let mut shared = Shared {
         chunks: BTreeMap::new(),
@@ -619,7 +650,35 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         metrics: BTreeMap::new(),
         senders: Mutex::new(Some(senders)),
         reports: Mutex::default(),
+        // Updates sinks: workers encode their parts' lines (the writer then copies bytes).
+        lines: plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Sink(cfg) => Some((
+                    i,
+                    (cfg.mode == crate::connectors::SinkMode::Updates)
+                        .then(|| file_sink::LineFormat::new(cfg, &n.schema, plan.time)),
+                )),
+                _ => None,
+            })
+            .collect(),
     };
+    // Pregenerated input is made before the dataflow starts; the run's clock leaves it out.
+    let setup: Duration = readers.values().map(|(r, ..)| r.setup()).sum();
+    let nexmark_events = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Source(crate::connectors::SourceConfig {
+                format: crate::connectors::SourceFormat::Nexmark(s),
+                ..
+            }) => Some(s.events),
+            _ => None,
+        })
+        .max();
+    let cpu_at_start = metrics::cpu_seconds();
     for (&i, (reader, wakers, metrics)) in readers.iter_mut() {
         shared.chunks.insert(i, reader.take_receivers());
         shared.published.insert(i, reader.take_published());
@@ -794,7 +853,14 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                         }
                         NodeKind::Sink(_) => {
                             let input = colls[node.inputs[0]].clone().expect("inputs render first");
-                            render_sink(input, senders.get(&i).cloned(), local, to_process_zero);
+                            render_sink(
+                                input,
+                                senders.get(&i).cloned(),
+                                local,
+                                to_process_zero,
+                                shared.lines[&i].clone(),
+                                workers == 1,
+                            );
                         }
                     }
                 }
@@ -968,7 +1034,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             .collect();
         sources.push(SourceSummary {
             name: node.name.clone(),
-            path: cfg.path.display().to_string(),
+            path: cfg.input_label(),
             read: SourceMetrics::get(&m.read),
             emitted: SourceMetrics::get(&m.emitted),
             filtered: SourceMetrics::get(&m.filtered),
@@ -983,7 +1049,8 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             }),
         });
     }
-    let wall = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().saturating_sub(setup).as_secs_f64();
+    let cpu = metrics::cpu_seconds() - cpu_at_start;
     let read: u64 = sources.iter().map(|s| s.read).sum();
     let mut by_reason = BTreeMap::new();
     for ((_, r), n) in &dead_counts {
@@ -1002,6 +1069,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         sources,
         sinks,
         wall_seconds: wall,
+        pregenerate_seconds: setup.as_secs_f64(),
+        cpu_seconds: cpu,
+        nexmark_events,
         events_per_second: if wall > 0.0 { read as f64 / wall } else { 0.0 },
         dead_letters_file: "dead_letters.jsonl".into(),
         peak_memory_bytes: metrics::peak_memory_bytes(),

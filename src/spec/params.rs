@@ -123,6 +123,18 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// An optional boolean.
+    pub fn bool(&mut self, key: &'static str) -> Option<Sp<bool>> {
+        let v = self.lookup(key)?;
+        match &v.value {
+            TomlValue::Bool(b) => Some(Sp::new(*b, v.span.clone())),
+            _ => {
+                self.wrong_type(key, "true or false", v);
+                None
+            }
+        }
+    }
+
     /// An optional number (integer or float) within `range`.
     pub fn f64_in(
         &mut self,

@@ -58,7 +58,7 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("pipeline,events,workers,run,wall_seconds,events_per_second,peak_memory_bytes,cores,commit")
+        Some("pipeline,events,workers,run,wall_seconds,events_per_second,peak_memory_bytes,cores,commit,cpu_seconds")
     );
     let data: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(data.len(), 4, "{csv}");
