@@ -428,8 +428,8 @@ impl Reader {
         }
     }
 
+    /// Fails the run: the message becomes its error (printed once the workers stopped).
     fn fail(&mut self, msg: String) {
-        eprintln!("error: {msg}");
         let mut e = self.ctx.error.lock().expect("error lock is never poisoned");
         e.get_or_insert(msg);
         self.ctx.stop.store(true, Ordering::Relaxed);
