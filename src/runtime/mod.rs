@@ -341,6 +341,10 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         BTreeMap::new();
     let mut writers: BTreeMap<usize, SinkWriter> = BTreeMap::new();
     let clocks = Arc::new(crate::connectors::amqp_source::SourceClocks::default());
+    let live = plan
+        .nodes
+        .iter()
+        .any(|n| matches!(&n.kind, NodeKind::Source(c) if c.live.is_some()));
     let broker_error: Arc<Mutex<Option<String>>> = Arc::default();
     for (i, node) in plan.nodes.iter().enumerate() {
         match &node.kind {
@@ -423,6 +427,12 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     workers,
                     interrupt.clone(),
                     commits,
+                    // A live run may never end: its snapshots are rewritten as ticks complete.
+                    live.then(|| {
+                        recovery
+                            .as_ref()
+                            .map_or(Duration::from_secs(1), |r| r.interval)
+                    }),
                 )
                 .map_err(|e| match &cfg.target {
                     SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),

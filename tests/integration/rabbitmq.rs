@@ -313,7 +313,8 @@ fn event(minute: u32, second: u32, key: &str) -> String {
 
 /// Two live sources; `quiet` gets one early event and then nothing. With `idle_timeout` on
 /// it, the busy source's windows close and are written while the run goes on; and a late
-/// event on the idle source is dead-lettered as late, saying the source was idle.
+/// event on the idle source is dead-lettered as late, saying the source was idle; the
+/// snapshot sink is rewritten while the run goes on.
 #[test]
 fn an_idle_source_does_not_hold_back_the_others_windows() {
     let _broker = exclusive();
@@ -362,6 +363,12 @@ aggregates = {{ n = "count(*)" }}
 type = "csv"
 input = "counts"
 path = "counts.csv"
+
+[sinks.counts_now]
+type = "csv"
+input = "counts"
+path = "counts_now.csv"
+mode = "snapshot"
 "#
         ),
     )
@@ -383,6 +390,11 @@ path = "counts.csv"
             break;
         }
     }
+    // A live run's snapshot is rewritten as ticks complete, not only at the end.
+    let snapshot_while_running = std::fs::read_to_string(out.join("counts_now.csv"))
+        .unwrap_or_default()
+        .lines()
+        .count();
     // Now a late event on the idle source: its watermark moved on with the busy one.
     send_json(&url, &quiet, &[event(0, 20, "late")]);
     std::thread::sleep(Duration::from_millis(1500));
@@ -398,6 +410,10 @@ path = "counts.csv"
         "the busy source's windows were not written while the quiet one was idle: {stderr}"
     );
     assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        snapshot_while_running > 1,
+        "the snapshot was written while the run went on"
+    );
     let dead = std::fs::read_to_string(out.join("dead_letters.jsonl")).unwrap();
     assert!(
         dead.contains("\"late\"") && dead.contains("idle"),
