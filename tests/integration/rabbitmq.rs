@@ -25,7 +25,7 @@ fn broker(test: &str) -> Option<String> {
     let url = std::env::var("EVENTFLOW_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     if url == "none" || url == "off" {
-        eprintln!("notice: {test} skipped: EVENTFLOW_AMQP_URL={url}");
+        notice(&format!("{test} skipped: EVENTFLOW_AMQP_URL={url}"));
         return None;
     }
     let reachable = futures_lite::future::block_on(lapin::Connection::connect(
@@ -39,10 +39,16 @@ fn broker(test: &str) -> Option<String> {
     if std::env::var_os("CI").is_some() || std::env::var_os("EVENTFLOW_AMQP_URL").is_some() {
         panic!("{test}: no RabbitMQ broker at {url} (start one with `scripts/rabbitmq.sh start`)");
     }
-    eprintln!(
-        "notice: {test} skipped: no RabbitMQ broker at {url} (`scripts/rabbitmq.sh start` starts one)"
-    );
+    notice(&format!(
+        "{test} skipped: no RabbitMQ broker at {url} (`scripts/rabbitmq.sh start` starts one)"
+    ));
     None
+}
+
+/// Prints a notice past the test harness's output capture, so a skip is seen.
+fn notice(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "notice: {text}");
 }
 
 /// A queue name no other test (or earlier run) uses.
@@ -502,7 +508,7 @@ fn rabbitmq_broker_restart_mid_run_reconnects_and_finishes_correctly() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        eprintln!("notice: broker restart test skipped: the broker is not the local one `scripts/rabbitmq.sh` controls");
+        notice("broker restart test skipped: the broker is not the local one `scripts/rabbitmq.sh` controls");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
