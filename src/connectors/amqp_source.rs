@@ -322,6 +322,11 @@ impl Reader {
         let mut conn: Option<Consuming> = None;
         let mut batch: Vec<(Message, u64)> = Vec::new();
         let mut last_message = Instant::now();
+        // Idle advances follow the other sources at most this often.
+        let idle_every = self
+            .idle_timeout
+            .map_or(Duration::ZERO, |d| (d / 10).max(Duration::from_millis(100)));
+        let mut last_idle = Instant::now();
         loop {
             if self.ctx.interrupt.signal().is_some() || self.ctx.stop.load(Ordering::Relaxed) {
                 break;
@@ -395,8 +400,13 @@ impl Reader {
                 if self.ctx.stop_when_idle.is_some_and(|d| quiet >= d) {
                     break;
                 }
-                if self.idle_timeout.is_some_and(|d| quiet >= d) && !self.idle_advance() {
-                    break;
+                if self.idle_timeout.is_some_and(|d| quiet >= d)
+                    && last_idle.elapsed() >= idle_every
+                {
+                    last_idle = Instant::now();
+                    if !self.idle_advance() {
+                        break;
+                    }
                 }
             }
             self.ack(conn.as_ref(), false);
