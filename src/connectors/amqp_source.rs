@@ -366,7 +366,11 @@ impl Reader {
                             Ok(Some(d)) => {
                                 self.stats.consumed.fetch_add(1, Ordering::Relaxed);
                                 let id = message_id(&d.properties, &d.data);
-                                if d.redelivered && self.seen.contains(&id) {
+                                // A message id names one message: seen again, it is a
+                                // redelivery or a publisher's retry. Without an id, only a
+                                // redelivered body is compared (equal records may be distinct).
+                                let named = d.properties.message_id().is_some();
+                                if (d.redelivered || named) && self.seen.contains(&id) {
                                     self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                                     self.attach_duplicate(d.delivery_tag);
                                 } else {
