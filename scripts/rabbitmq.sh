@@ -22,7 +22,8 @@ case "${1:-}" in
       apt-get install -y -qq rabbitmq-server >/dev/null
       # The package starts a broker through the init system where there is one; stop it so
       # that `start` owns the broker (and its settings above).
-      (rabbitmqctl shutdown >/dev/null 2>&1 || true)
+      (service rabbitmq-server stop >/dev/null 2>&1 || true)
+      (env -u RABBITMQ_NODENAME -u RABBITMQ_NODE_IP_ADDRESS rabbitmqctl -q shutdown >/dev/null 2>&1 || true)
     fi
     ;;
   start)

@@ -465,7 +465,6 @@ fn nexmark_sources(spec: &PipelineSpec) -> anyhow::Result<bool> {
 /// The pipeline text with every `nexmark` source's `events` set to `events` (added after its
 /// `type` when absent), checked by parsing the result again.
 fn rewrite_nexmark_events(spec: &PipelineSpec, events: u64) -> anyhow::Result<String> {
-    let text = &spec.file.text;
     let mut edits = Vec::new();
     for node in spec.nodes.iter().filter(|n| n.role == Role::Source) {
         match node.params.get("events") {
@@ -476,8 +475,25 @@ fn rewrite_nexmark_events(spec: &PipelineSpec, events: u64) -> anyhow::Result<St
             }
         }
     }
+    let (out, reparsed) = apply_edits(spec, edits)?;
+    for node in reparsed.nodes.iter().filter(|n| n.role == Role::Source) {
+        ensure!(
+            matches!(node.params.get("events").map(|(_, v)| &v.value), Some(TomlValue::Int(n)) if *n as u64 == events),
+            "the rewritten pipeline does not set `events` of source `{}`",
+            node.name.value
+        );
+    }
+    Ok(out)
+}
+
+/// The pipeline text with `edits` (span, replacement) applied, and that text parsed again.
+fn apply_edits(
+    spec: &PipelineSpec,
+    mut edits: Vec<(std::ops::Range<usize>, String)>,
+) -> anyhow::Result<(String, PipelineSpec)> {
+    // From the end, so earlier spans stay valid.
     edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
-    let mut out = text.clone();
+    let mut out = spec.file.text.clone();
     for (span, replacement) in edits {
         out.replace_range(span, &replacement);
     }
@@ -487,14 +503,7 @@ fn rewrite_nexmark_events(spec: &PipelineSpec, events: u64) -> anyhow::Result<St
     };
     let reparsed = PipelineSpec::parse(copy, spec.dir.clone())
         .map_err(|_| anyhow::anyhow!("the rewritten pipeline does not parse"))?;
-    for node in reparsed.nodes.iter().filter(|n| n.role == Role::Source) {
-        ensure!(
-            matches!(node.params.get("events").map(|(_, v)| &v.value), Some(TomlValue::Int(n)) if *n as u64 == events),
-            "the rewritten pipeline does not set `events` of source `{}`",
-            node.name.value
-        );
-    }
-    Ok(out)
+    Ok((out, reparsed))
 }
 
 /// The pipeline text with each source's `path` value replaced by the matching input (quoted),
@@ -525,18 +534,8 @@ fn rewrite_source_paths(spec: &PipelineSpec, inputs: &[PathBuf]) -> anyhow::Resu
             .with_context(|| format!("`{}` is not valid UTF-8", input.display()))?;
         edits.push((span, toml_string(input)));
     }
-    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
-    let mut out = text.clone();
-    for (span, replacement) in edits {
-        out.replace_range(span, &replacement);
-    }
     // Check that every source now reads the generated file.
-    let copy = crate::diag::SourceFile {
-        name: spec.file.name.clone(),
-        text: out.clone(),
-    };
-    let reparsed = PipelineSpec::parse(copy, spec.dir.clone())
-        .map_err(|_| anyhow::anyhow!("the rewritten pipeline does not parse"))?;
+    let (out, reparsed) = apply_edits(spec, edits)?;
     let paths: Vec<Option<&str>> = reparsed
         .nodes
         .iter()

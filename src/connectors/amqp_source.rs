@@ -323,6 +323,11 @@ impl Reader {
         let mut conn: Option<Consuming> = None;
         let mut batch: Vec<(Message, u64)> = Vec::new();
         let mut last_message = Instant::now();
+        // Idle advances follow the other sources at most this often.
+        let idle_every = self
+            .idle_timeout
+            .map_or(Duration::ZERO, |d| (d / 10).max(Duration::from_millis(100)));
+        let mut last_idle = Instant::now();
         loop {
             if self.ctx.interrupt.signal().is_some() || self.ctx.stop.load(Ordering::Relaxed) {
                 break;
@@ -362,7 +367,11 @@ impl Reader {
                             Ok(Some(d)) => {
                                 self.stats.consumed.fetch_add(1, Ordering::Relaxed);
                                 let id = message_id(&d.properties, &d.data);
-                                if d.redelivered && self.seen.contains(&id) {
+                                // A message id names one message: seen again, it is a
+                                // redelivery or a publisher's retry. Without an id, only a
+                                // redelivered body is compared (equal records may be distinct).
+                                let named = d.properties.message_id().is_some();
+                                if (d.redelivered || named) && self.seen.contains(&id) {
                                     self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                                     self.attach_duplicate(d.delivery_tag);
                                 } else {
@@ -396,8 +405,13 @@ impl Reader {
                 if self.ctx.stop_when_idle.is_some_and(|d| quiet >= d) {
                     break;
                 }
-                if self.idle_timeout.is_some_and(|d| quiet >= d) && !self.idle_advance() {
-                    break;
+                if self.idle_timeout.is_some_and(|d| quiet >= d)
+                    && last_idle.elapsed() >= idle_every
+                {
+                    last_idle = Instant::now();
+                    if !self.idle_advance() {
+                        break;
+                    }
                 }
             }
             self.ack(conn.as_ref(), false);
@@ -429,8 +443,8 @@ impl Reader {
         }
     }
 
+    /// Fails the run: the message becomes its error (printed once the workers stopped).
     fn fail(&mut self, msg: String) {
-        eprintln!("error: {msg}");
         let mut e = self.ctx.error.lock().expect("error lock is never poisoned");
         e.get_or_insert(msg);
         self.ctx.stop.store(true, Ordering::Relaxed);

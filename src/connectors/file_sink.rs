@@ -234,6 +234,9 @@ impl SinkWriter {
     /// local workers, which send on `channel` (from [`channel`]; workers may start sending before
     /// the writer starts). With `recovery`, a file sink commits what it wrote; resuming, it
     /// appends to the committed prefix of its file instead.
+    /// With `refresh` (a pipeline with a live source), a snapshot file sink rewrites its file (a
+    /// new file renamed over it) with the result so far at most this often, as ticks complete,
+    /// so a run that never ends still shows its snapshot.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &SinkConfig,
@@ -244,7 +247,26 @@ impl SinkWriter {
         interrupt: Arc<super::Interrupt>,
         recovery: Option<Recovery>,
         channel: (Sender<SinkMsg>, Receiver<SinkMsg>),
+        refresh: Option<Duration>,
     ) -> std::io::Result<SinkWriter> {
+        let refresh: Option<Refresh> = match (&cfg.target, cfg.mode, refresh) {
+            (SinkTarget::File(rel), SinkMode::Snapshot, Some(every)) => {
+                let (path, cfg, schema) = (out_dir.join(rel), cfg.clone(), schema.clone());
+                let rewrite = move |rows: &[(Row, Diff)]| -> std::io::Result<SinkStats> {
+                    let mut tmp = path.clone().into_os_string();
+                    tmp.push(".tmp");
+                    let tmp = std::path::PathBuf::from(tmp);
+                    let file = std::fs::File::create(&tmp)?;
+                    let mut enc = Encoder::new(&cfg, &schema, time, Dest::file(file), true)?;
+                    enc.write_snapshot(rows)?;
+                    enc.sync()?;
+                    std::fs::rename(&tmp, &path)?;
+                    Ok(enc.stats.clone())
+                };
+                Some((every, Box::new(rewrite)))
+            }
+            _ => None,
+        };
         // Only files commit; a snapshot is rewritten whole by every run.
         let recovery = recovery.filter(|_| !matches!(cfg.target, SinkTarget::Stdout));
         let resume = recovery
@@ -302,6 +324,7 @@ impl SinkWriter {
                     mode,
                     interrupt: &interrupt,
                     skip: resume,
+                    refresh,
                 };
                 merge.run(receiver, &mut encoder, committer)?;
                 Ok(encoder.stats.clone())
@@ -384,6 +407,12 @@ fn earlier(a: Option<Tick>, b: Option<Tick>) -> Option<Tick> {
     }
 }
 
+/// How often, and how, a live snapshot file is rewritten (see [`SinkWriter::start`]).
+type Refresh = (
+    Duration,
+    Box<dyn FnMut(&[(Row, Diff)]) -> std::io::Result<SinkStats> + Send>,
+);
+
 /// The merge of the workers' parts into one ordered stream of ticks.
 struct Merge<'a> {
     workers: usize,
@@ -391,11 +420,13 @@ struct Merge<'a> {
     interrupt: &'a super::Interrupt,
     /// Resuming: ticks this commit covers are already in the file.
     skip: Option<Commit>,
+    /// A live snapshot: rewrite the file as ticks complete.
+    refresh: Option<Refresh>,
 }
 
 impl Merge<'_> {
     fn run(
-        &self,
+        mut self,
         rx: Receiver<SinkMsg>,
         enc: &mut Encoder,
         mut committer: Option<Committer>,
@@ -408,6 +439,9 @@ impl Merge<'_> {
         let periodic = self.mode == SinkMode::Updates && committer.is_some();
         // Every tick before this is written.
         let mut written = Some(0);
+        // A live snapshot: when it was last rewritten, and whether ticks came since.
+        let mut refreshed = Instant::now();
+        let mut changed = false;
         loop {
             let due = committer.as_ref().filter(|c| periodic && c.wants(written));
             let msg = match due {
@@ -441,6 +475,15 @@ impl Merge<'_> {
                 }
                 let (tick, rows) = entry.remove_entry();
                 self.emit(tick, rows, enc, &mut snapshot)?;
+                changed = true;
+            }
+            if let Some((every, rewrite)) = self.refresh.as_mut() {
+                if changed && refreshed.elapsed() >= *every {
+                    consolidate(&mut snapshot);
+                    rewrite(&snapshot)?;
+                    refreshed = Instant::now();
+                    changed = false;
+                }
             }
             // Everything before the global frontier is written, except what an interrupt drops.
             written = earlier(global, self.interrupt.bound());
@@ -451,7 +494,15 @@ impl Merge<'_> {
         if self.mode == SinkMode::Snapshot {
             // Ticks may contribute to the same row; fold them all into one multiset.
             consolidate(&mut snapshot);
-            enc.write_snapshot(&snapshot)?;
+            match self.refresh.as_mut() {
+                // The file was (or may have been) replaced: write the final one the same way.
+                Some((_, rewrite)) => {
+                    let stats = rewrite(&snapshot)?;
+                    enc.stats.rows = stats.rows;
+                    enc.stats.negative = stats.negative;
+                }
+                None => enc.write_snapshot(&snapshot)?,
+            }
         }
         // Any tick left (a worker disconnected without reporting its end) is still written, in order.
         for (tick, rows) in std::mem::take(&mut pending) {
@@ -840,6 +891,7 @@ mod tests {
             Arc::new(interrupt),
             Some(recovery),
             channel(),
+            None,
         )
         .unwrap();
         for t in 0..10u64 {

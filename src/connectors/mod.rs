@@ -283,12 +283,14 @@ pub fn configure_source(
         return nexmark::configure(name, params);
     }
     let live = kind == "rabbitmq";
+    let mut idle_span = None;
     let (path, live_cfg, payload) = if live {
         let url = params.str("url").map(|u| u.value);
         let queue = params.req_str("queue", "\"orders\"");
         let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
         let prefetch = params.u64("prefetch");
         let idle = params.duration_ms("idle_timeout");
+        idle_span = idle.as_ref().map(|i| i.span.clone());
         let prefetch = match prefetch {
             Some(p) if p.value == 0 || p.value > u16::MAX as u64 => {
                 params.error(
@@ -395,13 +397,10 @@ pub fn configure_source(
     if live && live_cfg.is_none() {
         return None;
     }
-    if live_cfg
-        .as_ref()
-        .is_some_and(|l| l.idle_timeout_ms.is_some() && et_index.is_none())
-    {
+    if let (Some(span), None) = (idle_span, et_index) {
         params.error(
             Diagnostic::error("E0105", "`idle_timeout` needs `event_time`")
-                .at(params.owner_span(), "no watermark to advance")
+                .at(span, "no watermark to advance")
                 .help("name the timestamp field with `event_time = \"...\"`"),
         );
     }
@@ -564,6 +563,7 @@ fn read_schema(params: &mut Params<'_>) -> Option<Schema> {
 /// Reads a sink's settings. `kind` has been checked against [`SINK_TYPES`].
 pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option<SinkConfig> {
     let mode = params.choice("mode", &["updates", "snapshot"]);
+    let mode_span = mode.as_ref().map(|m| m.span.clone());
     let mode = match mode.map(|m| m.value) {
         Some("snapshot") => SinkMode::Snapshot,
         _ => SinkMode::Updates,
@@ -572,13 +572,10 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
         "rabbitmq" => {
             let url = params.str("url").map(|u| u.value);
             let queue = params.req_str("queue", "\"results\"")?;
-            if mode == SinkMode::Snapshot {
+            if let (SinkMode::Snapshot, Some(span)) = (mode, mode_span) {
                 params.error(
                     Diagnostic::error("E0105", "a rabbitmq sink publishes updates only")
-                        .at(
-                            params.owner_span(),
-                            "`mode = \"snapshot\"` is not supported here",
-                        )
+                        .at(span, "`mode = \"snapshot\"` is not supported here")
                         .help("remove `mode`, or write the snapshot to a file sink"),
                 );
                 return None;

@@ -179,6 +179,13 @@ impl RunSummary {
                     String::new()
                 }
             );
+            if let Some(m) = &s.messages {
+                let _ = writeln!(
+                    out,
+                    "    messages: {} consumed, {} acknowledged, {} in flight, {} redelivered duplicates dropped, {} replayed from the journal",
+                    m.consumed, m.acknowledged, m.in_flight, m.duplicates, m.replayed
+                );
+            }
         }
         for s in &self.sinks {
             let _ = writeln!(

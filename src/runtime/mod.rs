@@ -402,6 +402,10 @@ fn start_outputs(
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(io_err("cannot create output folder", &opts.out_dir))?;
     let recovery = recovery::apply(plan, &opts.out_dir, decision)?;
+    let live = plan
+        .nodes
+        .iter()
+        .any(|n| matches!(&n.kind, NodeKind::Source(c) if c.live.is_some()));
     let mut writers = BTreeMap::new();
     for (i, channel) in channels {
         let node = &plan.nodes[i];
@@ -433,6 +437,12 @@ fn start_outputs(
             interrupt.clone(),
             commits,
             channel,
+            // A live run may never end: its snapshots are rewritten as ticks complete.
+            live.then(|| {
+                recovery
+                    .as_ref()
+                    .map_or(Duration::from_secs(1), |r| r.interval)
+            }),
         )
         .map_err(|e| match &cfg.target {
             SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),

@@ -68,6 +68,8 @@ fn assert_same_outputs(reference: &Path, out: &Path, what: &str) {
         for volatile in [
             "wall_seconds",
             "events_per_second",
+            "cpu_seconds",
+            "pregenerate_seconds",
             "peak_memory_bytes",
             "workers",
             "processes",
