@@ -332,7 +332,14 @@ fn render_sink(
                 use std::hash::BuildHasher;
                 hasher.hash_one(row) % workers as u64
             };
-            sink_with(rows, Exchange::new(route), sender, worker, lines, lines_only)
+            sink_with(
+                rows,
+                Exchange::new(route),
+                sender,
+                worker,
+                lines,
+                lines_only,
+            )
         }
     }
 }

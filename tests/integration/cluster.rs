@@ -88,7 +88,11 @@ fn every_sample_pipeline_gives_identical_outputs_as_2x1_and_2x2_processes() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         // Pipelines reading a message queue run until stopped, in one process only.
-        .filter(|p| !std::fs::read_to_string(p).unwrap().contains("type = \"rabbitmq\""))
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap()
+                .contains("type = \"rabbitmq\"")
+        })
         .collect();
     pipelines.sort();
     assert!(pipelines.len() >= 5, "{pipelines:?}");
