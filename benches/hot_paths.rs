@@ -454,6 +454,8 @@ fn join_update(c: &mut Criterion) {
         out_dir: out.path().to_path_buf(),
         progress: false,
         recovery: Default::default(),
+        cluster: None,
+        stop_when_idle: None,
     };
     group.bench_function("nexmark_q4", |b| {
         b.iter_custom(|iters| {
