@@ -88,8 +88,6 @@ const CUSTOMERS: u64 = 50_000;
 const MEAN_GAP_MS: f64 = 40.0;
 /// Mean gap between orders inside a burst, in ms.
 const BURST_GAP_MS: f64 = 2.0;
-/// Chance per order that a burst starts.
-const BURST_CHANCE: f64 = 0.002;
 /// Chance that a record is delayed (its timestamp jittered backwards) at all.
 const DELAY_CHANCE: f64 = 0.25;
 /// Seed of the product catalogue: fixed, so products keep their prices across files.
@@ -374,29 +372,12 @@ pub fn write_orders_csv(cfg: &OrdersConfig, out: &mut dyn Write) -> io::Result<(
     buf.extend_from_slice(ORDERS_HEADER.as_bytes());
     let mut ints = itoa::Buffer::new();
     let mut dates = DateCache::default();
-    let mut clock = cfg.start_ms;
-    let mut burst_left = 0u32;
+    let mut clock = BurstyClock::new(cfg.start_ms, MEAN_GAP_MS, BURST_GAP_MS);
 
     for i in 0..cfg.events {
         // Draw everything first, in a fixed order, so the stream does not depend on the output.
-        let gap_mean = if burst_left > 0 {
-            burst_left -= 1;
-            BURST_GAP_MS
-        } else {
-            if unit(&mut rng) < BURST_CHANCE {
-                burst_left = 50 + below(&mut rng, 450) as u32;
-            }
-            MEAN_GAP_MS
-        };
-        let gap = (-(1.0 - unit(&mut rng)).ln() * gap_mean) as i64;
-        clock = clock.saturating_add(gap);
-        let delayed = unit(&mut rng) < DELAY_CHANCE;
-        let jitter = if delayed && max_disorder > 0 {
-            (below(&mut rng, max_disorder as u64 + 1) as i64).min(clock - cfg.start_ms)
-        } else {
-            0
-        };
-        let ts = clock - jitter;
+        let now = clock.advance(&mut rng);
+        let ts = now - draw_lag(&mut rng, DELAY_CHANCE, max_disorder).min(now - cfg.start_ms);
         let customer = {
             let u = unit(&mut rng);
             1 + (u * u * u * CUSTOMERS as f64) as u64
@@ -510,6 +491,46 @@ pub(crate) fn push_cents(buf: &mut Vec<u8>, ints: &mut itoa::Buffer, cents: u64)
 /// A log-uniform float between `lo` and `hi`.
 pub(crate) fn log_uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
     (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
+}
+
+/// Chance per event, outside a burst, that a burst starts.
+const BURST_CHANCE: f64 = 0.002;
+
+/// The event clock every generator shares: exponential gaps between events, and now and then a
+/// burst of 50–500 events at a much shorter mean gap.
+pub(crate) struct BurstyClock {
+    now: i64,
+    mean_gap_ms: f64,
+    burst_gap_ms: f64,
+    burst_left: u32,
+}
+
+impl BurstyClock {
+    /// A clock at `start_ms` with these mean gaps (ms) outside and inside bursts.
+    pub(crate) fn new(start_ms: i64, mean_gap_ms: f64, burst_gap_ms: f64) -> BurstyClock {
+        BurstyClock {
+            now: start_ms,
+            mean_gap_ms,
+            burst_gap_ms,
+            burst_left: 0,
+        }
+    }
+
+    /// Advances to the next event and returns its time. Draws, in this order: whether a burst
+    /// starts (outside a burst; plus its length when it does), then the gap.
+    pub(crate) fn advance(&mut self, rng: &mut ChaCha8Rng) -> i64 {
+        let gap_mean = if self.burst_left > 0 {
+            self.burst_left -= 1;
+            self.burst_gap_ms
+        } else {
+            if unit(rng) < BURST_CHANCE {
+                self.burst_left = 50 + below(rng, 450) as u32;
+            }
+            self.mean_gap_ms
+        };
+        self.now = self.now.saturating_add(exponential(rng, gap_mean) as i64);
+        self.now
+    }
 }
 
 /// An exponential draw with the given mean.

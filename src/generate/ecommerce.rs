@@ -45,7 +45,7 @@
 //! shop, stream 1 for the damage, read through `next_u64` with the conversions of [`super`].
 
 use super::{
-    below, create_in, draw_lag, exponential, log_uniform, pick, unit, Catalogue, CsvOut, Damage,
+    below, create_in, draw_lag, log_uniform, pick, unit, BurstyClock, Catalogue, CsvOut, Damage,
     QUANTITY_CDF,
 };
 use crate::record::{Schema, Type};
@@ -128,11 +128,9 @@ const ADJUSTMENT_SHARE: f64 = 0.25;
 /// A product's target stock, in expected restock cycles of its demand, and at least this much.
 const TARGET_CYCLES: f64 = 3.5;
 const MIN_TARGET: f64 = 10.0;
-/// Mean gap between clock steps outside and inside bursts (ms), and the chance per step that
-/// a burst starts.
+/// Mean gap between clock steps outside and inside bursts (ms).
 const MEAN_GAP_MS: f64 = 40.0;
 const BURST_GAP_MS: f64 = 2.0;
-const BURST_CHANCE: f64 = 0.002;
 /// Chance that a line arrives late.
 const DELAY_CHANCE: f64 = 0.25;
 
@@ -381,22 +379,12 @@ pub fn write_ecommerce_to(cfg: &EcommerceConfig, writers: EcommerceWriters) -> i
     }
     // Lines written or already planned (pending payments and cancellations).
     let mut lines = stock.names.len() as u64;
-    let mut clock = cfg.start_ms;
-    let mut burst_left = 0u32;
+    let mut event_clock = BurstyClock::new(cfg.start_ms, MEAN_GAP_MS, BURST_GAP_MS);
     let mut order_id = 0u64;
 
     while lines < cfg.events {
         // Draw everything in a fixed order, so the stream does not depend on the output.
-        let gap_mean = if burst_left > 0 {
-            burst_left -= 1;
-            BURST_GAP_MS
-        } else {
-            if unit(&mut rng) < BURST_CHANCE {
-                burst_left = 50 + below(&mut rng, 450) as u32;
-            }
-            MEAN_GAP_MS
-        };
-        clock = clock.saturating_add(exponential(&mut rng, gap_mean) as i64);
+        let clock = event_clock.advance(&mut rng);
         let ts = clock - draw_lag(&mut rng, DELAY_CHANCE, max_disorder).min(clock - cfg.start_ms);
 
         if unit(&mut rng) < inventory_chance {

@@ -43,7 +43,7 @@
 //! [`super`].
 
 use super::{
-    below, create_in, draw_lag, exponential, log_uniform, pick, unit, zipf_cdf, CsvOut, Damage,
+    below, create_in, draw_lag, log_uniform, pick, unit, zipf_cdf, BurstyClock, CsvOut, Damage,
 };
 use crate::record::{Schema, Type};
 use rand::SeedableRng;
@@ -128,11 +128,9 @@ const UNFOLLOW_CHANCE: f64 = 0.14;
 const UNFOLLOW_AFTER_MS: (f64, f64) = (20_000.0, 1_200_000.0);
 /// Draws of a new edge before a follow slot gives up and becomes a post.
 const FOLLOW_TRIES: u32 = 16;
-/// Mean gap between lines outside and inside bursts (ms), and the chance per line that a
-/// burst starts.
+/// Mean gap between lines outside and inside bursts (ms).
 const MEAN_GAP_MS: f64 = 60.0;
 const BURST_GAP_MS: f64 = 3.0;
-const BURST_CHANCE: f64 = 0.002;
 /// Chance that a line arrives late (its `ts` before its arrival).
 const DELAY_CHANCE: f64 = 0.25;
 /// Trending tags: chance per post (outside a trend) that one starts, its length (ms,
@@ -328,8 +326,7 @@ pub fn write_social_to(
 
     let mut follows = CsvOut::new(follows_out, FOLLOWS_HEADER);
     let mut posts = CsvOut::new(posts_out, POSTS_HEADER);
-    let mut clock = cfg.start_ms;
-    let mut burst_left = 0u32;
+    let mut event_clock = BurstyClock::new(cfg.start_ms, MEAN_GAP_MS, BURST_GAP_MS);
     let mut post_id = 0u64;
     // (tag index, clock until which it trends).
     let mut trend: Option<(usize, i64)> = None;
@@ -338,16 +335,7 @@ pub fn write_social_to(
 
     for step in 0..cfg.events {
         // Draw everything in a fixed order, so the stream does not depend on the output.
-        let gap_mean = if burst_left > 0 {
-            burst_left -= 1;
-            BURST_GAP_MS
-        } else {
-            if unit(&mut rng) < BURST_CHANCE {
-                burst_left = 50 + below(&mut rng, 450) as u32;
-            }
-            MEAN_GAP_MS
-        };
-        clock = clock.saturating_add(exponential(&mut rng, gap_mean) as i64);
+        let clock = event_clock.advance(&mut rng);
         let ts = clock - draw_lag(&mut rng, DELAY_CHANCE, max_disorder).min(clock - cfg.start_ms);
         let damage = Damage::draw(&mut damage_rng, malformed_share);
         let chance = if step < warmup {
