@@ -22,8 +22,9 @@
 //!   ([`write_iso8601`] of the row's tick) and the `diff` column; `jsonl_snapshot` builds
 //!   `{"name":value,...}` lines with [`write_json_string`] and [`Value::write_json`]. Output goes
 //!   to `std::io::sink()`, so no disk time is included. `lines_updates` is the encoder the file
-//!   sink itself runs on each worker for updates sinks ([`LineFormat::encode_updates`]): one
-//!   tick of 100,000 consolidated updates to CSV lines.
+//!   sink itself runs on each worker for updates sinks ([`LineFormat::encode_tick`]): one tick
+//!   of 100,000 updates, in a scrambled order (as they leave differential's arrangements), consolidated by order key and encoded as CSV lines;
+//!   `lines_updates_row_sort` does the same by sorting the rows themselves (the former way).
 //! - `join_update`: [`eventflow::runtime::run`] of `pipelines/nexmark/q4.toml` on 200,000
 //!   pregenerated Nexmark events (6% auctions, 92% bids, joined on the auction id, then a
 //!   `BETWEEN` filter and two aggregates), 1 worker. The time is the run's own `wall_seconds`
@@ -50,7 +51,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventflow::connectors::csv_parse::{parse_chunk, CsvLayout};
-use eventflow::connectors::file_sink::LineFormat;
+use eventflow::connectors::file_sink::{consolidate, LineFormat};
 use eventflow::connectors::parsed::ParsedBatch;
 use eventflow::connectors::split::{line_at, read_header, Chunk, Splitter};
 use eventflow::connectors::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
@@ -272,6 +273,14 @@ fn aggregate_update(c: &mut Criterion) {
     group.finish();
 }
 
+/// The order rows as one tick of updates, in a fixed scrambled order (a stride through the
+/// file), so that consolidating them has sorting to do.
+fn scrambled_updates(o: &Orders) -> Vec<(Vec<Value>, isize)> {
+    let rows: Vec<&[Value]> = o.rows().collect();
+    let n = rows.len();
+    (0..n).map(|i| (rows[i * 7919 % n].to_vec(), 1)).collect()
+}
+
 fn output_writing(c: &mut Criterion) {
     let mut group = c.benchmark_group("output_writing");
     group.throughput(Throughput::Elements(ROWS));
@@ -329,8 +338,34 @@ fn output_writing(c: &mut Criterion) {
             mode: SinkMode::Updates,
         };
         let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
-        let updates: Vec<(Vec<Value>, isize)> = o.rows().map(|r| (r.to_vec(), 1)).collect();
-        b.iter(|| black_box(format.encode_updates(0, &updates)));
+        let updates = scrambled_updates(o);
+        b.iter(|| black_box(format.encode_tick(0, &updates)));
+    });
+    // The same tick the way sinks did it before order keys: sort and sum the rows themselves
+    // (`consolidate`), then encode each line. `lines_updates` against this is the sort's gain.
+    group.bench_function("lines_updates_row_sort", |b| {
+        let o = orders();
+        let cfg = SinkConfig {
+            name: "bench".into(),
+            format: SinkFormat::Csv,
+            target: SinkTarget::Stdout,
+            path_span: 0..0,
+            mode: SinkMode::Updates,
+        };
+        let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
+        let updates = scrambled_updates(o);
+        b.iter_batched(
+            || updates.clone(),
+            |mut rows| {
+                consolidate(&mut rows);
+                let mut text = String::new();
+                for (row, diff) in &rows {
+                    format.encode(row, Some((0, *diff)), &mut text);
+                }
+                black_box(text)
+            },
+            criterion::BatchSize::LargeInput,
+        );
     });
     group.bench_function("jsonl_snapshot", |b| {
         let o = orders();

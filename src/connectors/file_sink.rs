@@ -16,7 +16,7 @@
 use super::commit_log::{Commit, CommitLog};
 use super::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
 use crate::record::time::TimeDomain;
-use crate::record::{write_json_string, Diff, Row, Schema, Tick, Value};
+use crate::record::{write_json_string, write_order_key, Diff, Row, Schema, Tick, Value};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -70,19 +70,44 @@ pub struct Recovery {
     pub failing: Arc<AtomicBool>,
 }
 
-/// Encoded output lines, one per update of a [`SinkMsg::Part`], in the same order.
+/// Encoded output lines, one per update of a [`SinkMsg::Part`], in the same order, with each
+/// row's order key ([`write_order_key`]) so that the writer merges parts without the rows.
 #[derive(Clone, Debug, Default)]
 pub struct Lines {
     /// The lines, each ending with a newline.
     pub text: String,
     /// Where each line ends in `text`.
     pub ends: Vec<usize>,
+    /// The rows' order keys, one after the other.
+    pub keys: Vec<u8>,
+    /// Where each key ends in `keys`.
+    pub key_ends: Vec<usize>,
 }
 
 impl Lines {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     fn line(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[start..self.ends[i]]
+    }
+
+    /// Lines `from..to`, which are contiguous in `text`.
+    fn span(&self, from: usize, to: usize) -> &str {
+        let start = if from == 0 { 0 } else { self.ends[from - 1] };
+        &self.text[start..self.ends[to - 1]]
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.keys[start..self.key_ends[i]]
+    }
+
+    /// Whether every line has its order key.
+    fn keyed(&self) -> bool {
+        self.key_ends.len() == self.ends.len()
     }
 }
 
@@ -173,23 +198,74 @@ impl LineFormat {
         }
     }
 
-    /// Encodes a consolidated tick's updates.
-    pub fn encode_updates(&self, tick: Tick, rows: &[(Row, Diff)]) -> Lines {
+    /// Consolidates one tick's updates (in any order, rows possibly repeated) and encodes them
+    /// sorted by row. Sorting goes by order key ([`write_order_key`]) with its first 16 bytes
+    /// inline in the sorted array, so that most comparisons touch neither the rows nor the keys.
+    pub fn encode_tick(&self, tick: Tick, rows: &[(Row, Diff)]) -> Lines {
+        let mut keys = Vec::with_capacity(rows.len() * 32);
+        let mut key_ends = Vec::with_capacity(rows.len());
+        let mut order: Vec<(u128, usize)> = Vec::with_capacity(rows.len());
+        for (i, (row, _)) in rows.iter().enumerate() {
+            let start = keys.len();
+            write_order_key(row, &mut keys);
+            key_ends.push(keys.len());
+            let mut prefix = [0u8; 16];
+            let head = &keys[start..keys.len().min(start + 16)];
+            prefix[..head.len()].copy_from_slice(head);
+            order.push((u128::from_be_bytes(prefix), i));
+        }
+        let key = |i: usize| &keys[if i == 0 { 0 } else { key_ends[i - 1] }..key_ends[i]];
+        // A zero-padded prefix orders like its key wherever it differs (a shorter key's padding
+        // is below the longer key's byte), so the full key only breaks prefix ties.
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
         let mut lines = Lines::default();
-        let Some((first, rest)) = rows.split_first() else {
-            return lines;
-        };
-        // Size the buffer from the first line, so that it rarely grows (each growth copies
-        // everything into freshly faulted pages).
-        self.encode(&first.0, Some((tick, first.1)), &mut lines.text);
-        lines.ends.reserve_exact(rows.len());
-        lines.ends.push(lines.text.len());
-        lines.text.reserve(lines.text.len() * rows.len() * 5 / 4);
-        for (row, diff) in rest {
-            self.encode(row, Some((tick, *diff)), &mut lines.text);
-            lines.ends.push(lines.text.len());
+        lines.keys.reserve(keys.len());
+        let mut i = 0;
+        while i < order.len() {
+            let (prefix, first) = order[i];
+            let mut diff = rows[first].1;
+            let mut next = i + 1;
+            while next < order.len() && order[next].0 == prefix && key(order[next].1) == key(first)
+            {
+                diff += rows[order[next].1].1;
+                next += 1;
+            }
+            if diff != 0 {
+                self.encode(&rows[first].0, Some((tick, diff)), &mut lines.text);
+                if lines.ends.is_empty() {
+                    // Size the buffer from the first line, so that it rarely grows (each
+                    // growth copies everything into freshly faulted pages).
+                    lines
+                        .text
+                        .reserve(lines.text.len() * (order.len() - i) * 5 / 4);
+                    lines.ends.reserve_exact(order.len() - i);
+                    lines.key_ends.reserve_exact(order.len() - i);
+                }
+                lines.ends.push(lines.text.len());
+                lines.keys.extend_from_slice(key(first));
+                lines.key_ends.push(lines.keys.len());
+            }
+            i = next;
         }
         lines
+    }
+
+    /// The diff of an encoded update line (the number its line ends with).
+    fn diff_of(line: &str) -> Diff {
+        let body = line.trim_end_matches(['\n', '}']);
+        let start = body.rfind([',', ':']).map_or(0, |i| i + 1);
+        body[start..]
+            .parse()
+            .expect("update lines end with their diff")
+    }
+
+    /// Appends `line` (an encoded update) with its diff replaced by `diff`.
+    fn with_diff(line: &str, diff: Diff, out: &mut String) {
+        let body = line.trim_end_matches(['\n', '}']);
+        let start = body.rfind([',', ':']).map_or(0, |i| i + 1);
+        out.push_str(&body[..start]);
+        out.push_str(itoa::Buffer::new().format(diff));
+        out.push_str(&line[body.len()..]);
     }
 
     /// The CSV header line.
@@ -763,6 +839,14 @@ impl Encoder {
                 return self.out.write_all(lines.text.as_bytes());
             }
         }
+        // Encoded, keyed parts (what workers send): merged by order key.
+        if parts
+            .iter()
+            .all(|(rows, lines)| rows.is_empty() && lines.as_ref().is_some_and(Lines::keyed))
+        {
+            let parts: Vec<Lines> = parts.into_iter().filter_map(|p| p.1).collect();
+            return self.merge_lines(&parts);
+        }
         let usable = parts.iter().all(|(rows, lines)| {
             is_consolidated(rows) && lines.as_ref().is_none_or(|l| l.ends.len() == rows.len())
         });
@@ -812,6 +896,69 @@ impl Encoder {
             }
             for &p in &from {
                 next[p] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the k-way merge of consolidated parts by order key (k = workers, small). A run of
+    /// lines from one part that sorts before every other part's next line is copied at once;
+    /// a row several workers updated gets one line with the summed diff (none if it is zero).
+    fn merge_lines(&mut self, parts: &[Lines]) -> std::io::Result<()> {
+        let mut next = vec![0usize; parts.len()];
+        let mut tied = Vec::with_capacity(parts.len());
+        loop {
+            // The part holding the smallest next key, and the second smallest key.
+            let mut min: Option<(usize, &[u8])> = None;
+            let mut second: Option<&[u8]> = None;
+            for (p, lines) in parts.iter().enumerate() {
+                if next[p] == lines.len() {
+                    continue;
+                }
+                let key = lines.key(next[p]);
+                match min {
+                    Some((_, m)) if key >= m => {
+                        if second.is_none_or(|s| key < s) {
+                            second = Some(key);
+                        }
+                    }
+                    _ => {
+                        second = min.map(|(_, m)| m).or(second);
+                        min = Some((p, key));
+                    }
+                }
+            }
+            let Some((p, key)) = min else { break };
+            if second != Some(key) {
+                // Part p leads: copy its lines up to the next key of any other part.
+                let lines = &parts[p];
+                let from = next[p];
+                let mut to = from + 1;
+                while to < lines.len() && second.is_none_or(|s| lines.key(to) < s) {
+                    to += 1;
+                }
+                self.stats.rows += (to - from) as u64;
+                self.out.write_all(lines.span(from, to).as_bytes())?;
+                next[p] = to;
+                continue;
+            }
+            // The same row from several workers: one line with the diffs summed.
+            tied.clear();
+            let mut diff = 0;
+            for (q, lines) in parts.iter().enumerate() {
+                if next[q] < lines.len() && lines.key(next[q]) == key {
+                    diff += LineFormat::diff_of(lines.line(next[q]));
+                    tied.push(q);
+                }
+            }
+            if diff != 0 {
+                self.stats.rows += 1;
+                self.text.clear();
+                LineFormat::with_diff(parts[p].line(next[p]), diff, &mut self.text);
+                self.out.write_all(self.text.as_bytes())?;
+            }
+            for &q in &tied {
+                next[q] += 1;
             }
         }
         Ok(())
@@ -983,33 +1130,90 @@ mod tests {
     #[test]
     fn merging_encoded_parts_equals_encoding_the_merge() {
         let schema = Schema::new([("k", Type::Int), ("s", Type::String)]);
-        let cfg = config(SinkFormat::Csv, SinkMode::Updates);
         let time = TimeDomain::Position { tick_records: 10 };
-        let format = LineFormat::new(&cfg, &schema, time);
         let row = |k: i64, s: &str| vec![Value::Int(k), Value::Str(s.into())];
-        // Row (2, "b") is in both parts and cancels; (3, "c") is in both and adds up.
+        // Row (2, "b") is in two parts and cancels; (3, "c") is in all three and adds up; the
+        // third part's rows 5..8 follow every other part's (a run copied at once).
         let a = vec![(row(1, "a"), 1), (row(2, "b"), 1), (row(3, "c"), 1)];
         let b = vec![(row(2, "b"), -1), (row(3, "c"), 2), (row(4, "d,e"), -1)];
-        let write = |encoded: bool| {
-            let dir = tempfile::tempdir().unwrap();
-            let file = std::fs::File::create(dir.path().join("o.csv")).unwrap();
-            let mut enc = Encoder::new(&cfg, &schema, time, Dest::file(file), true).unwrap();
-            let part = |rows: &Vec<(Row, Diff)>| {
-                (
-                    rows.clone(),
-                    encoded.then(|| format.encode_updates(20, rows)),
-                )
+        let c = vec![
+            (row(-7, "z"), 1),
+            (row(3, "c"), 1),
+            (row(5, ""), 1),
+            (row(6, "}"), 2),
+            (row(7, "x:1"), -3),
+        ];
+        for format in [SinkFormat::Csv, SinkFormat::Jsonl] {
+            let cfg = config(format, SinkMode::Updates);
+            let line_format = LineFormat::new(&cfg, &schema, time);
+            // Parts as rows, as rows with lines, or as keyed lines only (what workers send).
+            let write = |rows: bool, lines: bool| {
+                let dir = tempfile::tempdir().unwrap();
+                let file = std::fs::File::create(dir.path().join("o")).unwrap();
+                let mut enc = Encoder::new(&cfg, &schema, time, Dest::file(file), true).unwrap();
+                let part = |p: &Vec<(Row, Diff)>| {
+                    (
+                        if rows { p.clone() } else { Vec::new() },
+                        lines.then(|| line_format.encode_tick(20, p)),
+                    )
+                };
+                enc.write_parts(20, vec![part(&a), part(&b), part(&c)])
+                    .unwrap();
+                enc.finish().unwrap();
+                std::fs::read_to_string(dir.path().join("o")).unwrap()
             };
-            enc.write_parts(20, vec![part(&a), part(&b)]).unwrap();
-            enc.finish().unwrap();
-            std::fs::read_to_string(dir.path().join("o.csv")).unwrap()
-        };
-        let plain = write(false);
-        assert_eq!(
-            plain,
-            "k,s,time,diff\n1,a,20,1\n3,c,20,3\n4,\"d,e\",20,-1\n"
-        );
-        assert_eq!(write(true), plain);
+            let plain = write(true, false);
+            if format == SinkFormat::Csv {
+                assert_eq!(
+                    plain,
+                    "k,s,time,diff\n-7,z,20,1\n1,a,20,1\n3,c,20,4\n4,\"d,e\",20,-1\n\
+                     5,,20,1\n6,},20,2\n7,x:1,20,-3\n"
+                );
+            }
+            assert_eq!(
+                plain.lines().count(),
+                8 - (format == SinkFormat::Jsonl) as usize
+            );
+            assert_eq!(write(true, true), plain);
+            assert_eq!(write(false, true), plain);
+        }
+    }
+
+    #[test]
+    fn encoding_a_tick_consolidates_it_in_row_order() {
+        let schema = Schema::new([("k", Type::Int), ("s", Type::String), ("x", Type::Float)]);
+        let time = TimeDomain::Position { tick_records: 10 };
+        let cfg = config(SinkFormat::Csv, SinkMode::Updates);
+        let format = LineFormat::new(&cfg, &schema, time);
+        // Rows whose keys share their first 16 bytes (same k, long equal string heads), equal
+        // rows to sum, a pair that cancels, and negative numbers.
+        let row = |k: i64, s: &str, x: f64| vec![Value::Int(k), Value::str(s), Value::float(x)];
+        let mut rows = Vec::new();
+        for i in 0..200i64 {
+            let j = i % 60; // each row three or four times
+            let s = format!("same-head-{}", (j * 7919) % 13);
+            rows.push((
+                row((j * 31) % 17 - 8, &s, (j % 5) as f64 - 2.0),
+                1 + i as Diff % 3,
+            ));
+        }
+        rows.push((row(100, "gone", 0.0), 2));
+        rows.push((row(100, "gone", 0.0), -2));
+        let lines = format.encode_tick(30, &rows);
+        let mut expected = rows.clone();
+        consolidate(&mut expected);
+        let mut text = String::new();
+        for (row, diff) in &expected {
+            format.encode(row, Some((30, *diff)), &mut text);
+        }
+        assert!(expected.len() < rows.len() - 2, "some rows were summed");
+        assert_eq!(lines.text, text);
+        assert_eq!(lines.ends.len(), expected.len());
+        for (i, (row, _)) in expected.iter().enumerate() {
+            let mut key = Vec::new();
+            write_order_key(row, &mut key);
+            assert_eq!(lines.key(i), key.as_slice());
+        }
     }
 
     #[test]

@@ -314,32 +314,24 @@ fn combine<'s>(
 /// process writes no outputs). In a cluster of `to_process_zero = Some(workers)` workers per
 /// process, the updates first go to process 0's workers, spread over them by a hash of the row;
 /// the writer merges the parts of its local workers as in a single process.
-/// With `lines`, each part goes out encoded too (the writer then only copies bytes); with
-/// `lines_only` (one local worker), the rows themselves stay here.
+/// With `lines`, each part goes out encoded, with order keys, instead of as rows: the writer
+/// merges the parts by key and copies bytes, and the rows are freed by the worker that made them.
 fn render_sink(
     rows: Coll<'_>,
     sender: Option<Sender<SinkMsg>>,
     worker: usize,
     to_process_zero: Option<usize>,
     lines: Option<file_sink::LineFormat>,
-    lines_only: bool,
 ) {
     match to_process_zero {
-        None => sink_with(rows, Pipeline, sender, worker, lines, lines_only),
+        None => sink_with(rows, Pipeline, sender, worker, lines),
         Some(workers) => {
             let hasher = foldhash::fast::FixedState::with_seed(0);
             let route = move |(row, _, _): &(Row, Tick, Diff)| {
                 use std::hash::BuildHasher;
                 hasher.hash_one(row) % workers as u64
             };
-            sink_with(
-                rows,
-                Exchange::new(route),
-                sender,
-                worker,
-                lines,
-                lines_only,
-            )
+            sink_with(rows, Exchange::new(route), sender, worker, lines)
         }
     }
 }
@@ -350,7 +342,6 @@ fn sink_with<P>(
     sender: Option<Sender<SinkMsg>>,
     worker: usize,
     lines: Option<file_sink::LineFormat>,
-    lines_only: bool,
 ) where
     P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
 {
@@ -376,13 +367,27 @@ fn sink_with<P>(
                 break;
             }
             let (tick, mut rows) = entry.remove_entry();
-            consolidate(&mut rows);
-            if !rows.is_empty() {
-                let lines = lines.as_ref().map(|l| l.encode_updates(tick, &rows));
-                if lines.is_some() && lines_only {
-                    rows = Vec::new();
+            let part = match &lines {
+                Some(format) => {
+                    let lines = format.encode_tick(tick, &rows);
+                    drop(rows); // freed here, by the thread that made the rows
+                    (!lines.ends.is_empty()).then_some(SinkMsg::Part {
+                        tick,
+                        rows: Vec::new(),
+                        lines: Some(lines),
+                    })
                 }
-                let _ = sender.send(SinkMsg::Part { tick, rows, lines });
+                None => {
+                    consolidate(&mut rows);
+                    (!rows.is_empty()).then_some(SinkMsg::Part {
+                        tick,
+                        rows,
+                        lines: None,
+                    })
+                }
+            };
+            if let Some(part) = part {
+                let _ = sender.send(part);
             }
         }
         if reported != Some(bound) {
@@ -876,7 +881,6 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 local,
                                 to_process_zero,
                                 shared.lines[&i].clone(),
-                                workers == 1,
                             );
                         }
                     }
