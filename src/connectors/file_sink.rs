@@ -141,6 +141,19 @@ impl LineFormat {
     /// comma, a double quote, a carriage return or a newline (quotes doubled inside), and a
     /// record made of one empty field is written as `""`.
     pub fn encode(&self, row: &[Value], extra: Option<(Tick, Diff)>, out: &mut String) {
+        match extra {
+            Some((tick, diff)) => {
+                let mut time = String::new();
+                self.time.write_tick(tick, &mut time);
+                self.encode_line(row, Some((&time, diff)), out);
+            }
+            None => self.encode_line(row, None, out),
+        }
+    }
+
+    /// [`LineFormat::encode`] with the update's tick already written as text (`time`), so that
+    /// a tick's lines format their shared time once.
+    fn encode_line(&self, row: &[Value], extra: Option<(&str, Diff)>, out: &mut String) {
         match self.format {
             SinkFormat::Csv => {
                 let empty = |v: &Value| match v {
@@ -162,9 +175,9 @@ impl LineFormat {
                         _ => v.write_text(out),
                     }
                 }
-                if let Some((tick, diff)) = extra {
+                if let Some((time, diff)) = extra {
                     out.push(',');
-                    self.time.write_tick(tick, out);
+                    out.push_str(time);
                     out.push(',');
                     out.push_str(itoa::Buffer::new().format(diff));
                 }
@@ -180,13 +193,13 @@ impl LineFormat {
                     out.push(':');
                     v.write_json(out);
                 }
-                if let Some((tick, diff)) = extra {
+                if let Some((time, diff)) = extra {
                     out.push_str(",\"time\":");
                     let quoted = matches!(self.time, TimeDomain::Event { .. });
                     if quoted {
                         out.push('"');
                     }
-                    self.time.write_tick(tick, out);
+                    out.push_str(time);
                     if quoted {
                         out.push('"');
                     }
@@ -220,6 +233,8 @@ impl LineFormat {
         order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
         let mut lines = Lines::default();
         lines.keys.reserve(keys.len());
+        let mut time = String::new();
+        self.time.write_tick(tick, &mut time);
         let mut i = 0;
         while i < order.len() {
             let (prefix, first) = order[i];
@@ -231,7 +246,7 @@ impl LineFormat {
                 next += 1;
             }
             if diff != 0 {
-                self.encode(&rows[first].0, Some((tick, diff)), &mut lines.text);
+                self.encode_line(&rows[first].0, Some((&time, diff)), &mut lines.text);
                 if lines.ends.is_empty() {
                     // Size the buffer from the first line, so that it rarely grows (each
                     // growth copies everything into freshly faulted pages).

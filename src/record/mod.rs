@@ -219,22 +219,23 @@ impl Value {
 
 /// Appends `row`'s *order key*: bytes whose lexicographic order (`memcmp`) is the order of
 /// rows (`Ord` of `[Value]`), and equal exactly when the rows are equal. Sink writers merge the
-/// workers' sorted parts by these keys, so the rows themselves need not cross threads.
+/// workers' sorted parts by these keys, so the rows themselves need not cross threads, and
+/// workers sort by a key's first 16 bytes, so short keys sort fastest.
 ///
-/// Each value is a tag byte in variant order, then: nothing (Null); one byte (Bool); the
-/// big-endian bits with the sign flipped (Int, Time); the bits mapped so that unsigned order is
-/// `f64::total_cmp` order (Float); the bytes with `0x00` escaped as `0x00 0xFF` and a
-/// `0x00 0x00` terminator (Str). Every value's encoding is prefix-free, so a row that is a
-/// prefix of another sorts first, as in slice order.
+/// Each value starts with a tag byte; tags rise with the variant order (Null, Bool, Int, Float,
+/// Str, Time). Null is its tag alone; Bool one byte more. Int and Time are *compact*: the tag
+/// also says the sign and how many bytes follow (zero: none), then the magnitude big-endian
+/// without leading zeros (negative: its bytes inverted), so small numbers take 2–4 bytes and
+/// more bytes mean further from zero. Float is 8 bytes mapped so that unsigned order is
+/// `f64::total_cmp` order. Str is its bytes with `0x00` escaped as `0x00 0xFF`, then
+/// `0x00 0x00`. Every value's encoding is prefix-free, so a row that is a prefix of another
+/// sorts first, as in slice order.
 pub fn write_order_key(row: &[Value], out: &mut Vec<u8>) {
     for v in row {
         match v {
-            Value::Null => out.push(0),
-            Value::Bool(b) => out.extend_from_slice(&[1, *b as u8]),
-            Value::Int(i) => {
-                out.push(2);
-                out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes());
-            }
+            Value::Null => out.push(0x00),
+            Value::Bool(b) => out.extend_from_slice(&[0x01, *b as u8]),
+            Value::Int(i) => push_compact_int(0x10, *i, out),
             Value::Float(f) => {
                 let bits = f.get().to_bits();
                 let ordered = if bits >> 63 == 1 {
@@ -242,11 +243,11 @@ pub fn write_order_key(row: &[Value], out: &mut Vec<u8>) {
                 } else {
                     bits | (1 << 63)
                 };
-                out.push(3);
+                out.push(0x20);
                 out.extend_from_slice(&ordered.to_be_bytes());
             }
             Value::Str(s) => {
-                out.push(4);
+                out.push(0x30);
                 let bytes = s.as_bytes();
                 if bytes.contains(&0) {
                     for &b in bytes {
@@ -260,11 +261,23 @@ pub fn write_order_key(row: &[Value], out: &mut Vec<u8>) {
                 }
                 out.extend_from_slice(&[0, 0]);
             }
-            Value::Time(ms) => {
-                out.push(5);
-                out.extend_from_slice(&((*ms as u64) ^ (1 << 63)).to_be_bytes());
-            }
+            Value::Time(ms) => push_compact_int(0x50, *ms, out),
         }
+    }
+}
+
+/// An integer as `zero_tag ± n` (n = bytes of its magnitude, 0..=8) then those bytes, inverted
+/// for negative numbers: tags `zero_tag - 8 ..= zero_tag + 8`.
+fn push_compact_int(zero_tag: u8, x: i64, out: &mut Vec<u8>) {
+    let magnitude = x.unsigned_abs();
+    let n = (8 - magnitude.leading_zeros() / 8) as usize;
+    let bytes = magnitude.to_be_bytes();
+    if x >= 0 {
+        out.push(zero_tag + n as u8);
+        out.extend_from_slice(&bytes[8 - n..]);
+    } else {
+        out.push(zero_tag - n as u8);
+        out.extend(bytes[8 - n..].iter().map(|b| !b));
     }
 }
 
@@ -388,7 +401,24 @@ mod tests {
     /// Values that sit on the edges of each encoding.
     fn samples() -> Vec<Value> {
         let mut v = vec![Value::Null, Value::Bool(false), Value::Bool(true)];
-        for i in [i64::MIN, -1, 0, 1, 255, 256, i64::MAX] {
+        for i in [
+            i64::MIN,
+            i64::MIN + 1,
+            -65_536,
+            -65_535,
+            -257,
+            -256,
+            -255,
+            -1,
+            0,
+            1,
+            255,
+            256,
+            65_535,
+            65_536,
+            1 << 40,
+            i64::MAX,
+        ] {
             v.push(Value::Int(i));
             v.push(Value::Time(i));
         }
