@@ -249,7 +249,7 @@ pub fn write_order_key(row: &[Value], out: &mut Vec<u8>) {
             Value::Str(s) => {
                 out.push(0x30);
                 let bytes = s.as_bytes();
-                if bytes.contains(&0) {
+                if memchr::memchr(0, bytes).is_some() {
                     for &b in bytes {
                         out.push(b);
                         if b == 0 {
