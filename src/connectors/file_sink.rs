@@ -230,7 +230,10 @@ impl LineFormat {
         let key = |i: usize| &keys[if i == 0 { 0 } else { key_ends[i - 1] }..key_ends[i]];
         // A zero-padded prefix orders like its key wherever it differs (a shorter key's padding
         // is below the longer key's byte), so the full key only breaks prefix ties.
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
+        order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
+            std::cmp::Ordering::Equal => key(a.1).cmp(key(b.1)),
+            unequal => unequal,
+        });
         let mut lines = Lines::default();
         lines.keys.reserve(keys.len());
         let mut time = String::new();
@@ -297,7 +300,9 @@ impl LineFormat {
 
 /// Appends a CSV field, quoted when it must be.
 fn push_csv_field(s: &str, out: &mut String) {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
+    // A fold without early exit vectorises; fields are short, and rarely need quotes.
+    let special = |b: u8| matches!(b, b',' | b'"' | b'\r' | b'\n');
+    if s.bytes().fold(false, |found, b| found | special(b)) {
         out.push('"');
         for (i, part) in s.split('"').enumerate() {
             if i > 0 {

@@ -249,7 +249,8 @@ pub fn write_order_key(row: &[Value], out: &mut Vec<u8>) {
             Value::Str(s) => {
                 out.push(0x30);
                 let bytes = s.as_bytes();
-                if memchr::memchr(0, bytes).is_some() {
+                // A fold without early exit vectorises (strings are short, NULs rare).
+                if bytes.iter().fold(false, |found, &b| found | (b == 0)) {
                     for &b in bytes {
                         out.push(b);
                         if b == 0 {
