@@ -24,6 +24,27 @@ struct SelectConfig {
 /// The runtime object: one compiled expression per output column.
 pub struct Select {
     columns: Vec<Expr>,
+    /// Per column: it is a plain field that no other column reads, so its value is moved out
+    /// of the input row instead of cloned (no string copy).
+    moves: Vec<bool>,
+}
+
+impl Select {
+    fn new(columns: Vec<Expr>, input_fields: usize) -> Select {
+        let mut uses = vec![0usize; input_fields];
+        for e in &columns {
+            let mut used = vec![false; input_fields];
+            e.mark_fields(&mut used);
+            for (count, u) in uses.iter_mut().zip(used) {
+                *count += u as usize;
+            }
+        }
+        let moves = columns
+            .iter()
+            .map(|e| e.as_field().is_some_and(|i| uses[i] == 1))
+            .collect();
+        Select { columns, moves }
+    }
 }
 
 impl TransformFactory for SelectFactory {
@@ -135,7 +156,7 @@ impl TransformConfig for SelectConfig {
                 .and_then(|t| exprs.iter().position(|e| e.as_field() == Some(t))),
             describe,
             reads: FieldUse::Only(fields_of(&exprs, input.schema.len())),
-            op: TransformOp::Record(Arc::new(Select { columns: exprs })),
+            op: TransformOp::Record(Arc::new(Select::new(exprs, input.schema.len()))),
         })
     }
 }
@@ -143,8 +164,10 @@ impl TransformConfig for SelectConfig {
 impl RecordOp for Select {
     fn apply(&self, row: &mut Row, scratch: &mut Row) -> bool {
         scratch.clear();
-        for e in &self.columns {
+        for (e, &moved) in self.columns.iter().zip(&self.moves) {
             let v = match e.as_field() {
+                // Nothing else reads field i, and expressions read the row as it came.
+                Some(i) if moved => row.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 Some(i) => row.get(i).cloned().unwrap_or_default(),
                 None => e.eval(row),
             };

@@ -349,12 +349,17 @@ fn sink_with<P>(
     let mut reported: Option<Option<Tick>> = None;
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
-            for (row, t, d) in data.drain(..) {
+            // Updates come in runs of one tick: look the tick up once per run.
+            let mut updates = data.drain(..).peekable();
+            while let Some((row, t, d)) = updates.next() {
                 let rows = stash.entry(t).or_default();
                 if rows.is_empty() {
                     rows.reserve(1024);
                 }
                 rows.push((row, d));
+                while let Some((row, _, d)) = updates.next_if(|u| u.1 == t) {
+                    rows.push((row, d));
+                }
             }
         });
         let Some(sender) = &sender else {
