@@ -273,12 +273,23 @@ fn aggregate_update(c: &mut Criterion) {
     group.finish();
 }
 
-/// The order rows as one tick of updates, in a fixed scrambled order (a stride through the
-/// file), so that consolidating them has sorting to do.
-fn scrambled_updates(o: &Orders) -> Vec<(Vec<Value>, isize)> {
+/// The CSV updates line format of the order rows, and the rows as one tick of updates in a
+/// fixed scrambled order (a stride through the file), so that consolidating them has sorting
+/// to do.
+fn orders_tick() -> (LineFormat, Vec<(Vec<Value>, isize)>) {
+    let o = orders();
+    let cfg = SinkConfig {
+        name: "bench".into(),
+        format: SinkFormat::Csv,
+        target: SinkTarget::Stdout,
+        path_span: 0..0,
+        mode: SinkMode::Updates,
+    };
+    let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
     let rows: Vec<&[Value]> = o.rows().collect();
     let n = rows.len();
-    (0..n).map(|i| (rows[i * 7919 % n].to_vec(), 1)).collect()
+    let updates = (0..n).map(|i| (rows[i * 7919 % n].to_vec(), 1)).collect();
+    (format, updates)
 }
 
 fn output_writing(c: &mut Criterion) {
@@ -329,31 +340,13 @@ fn output_writing(c: &mut Criterion) {
         });
     });
     group.bench_function("lines_updates", |b| {
-        let o = orders();
-        let cfg = SinkConfig {
-            name: "bench".into(),
-            format: SinkFormat::Csv,
-            target: SinkTarget::Stdout,
-            path_span: 0..0,
-            mode: SinkMode::Updates,
-        };
-        let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
-        let updates = scrambled_updates(o);
+        let (format, updates) = orders_tick();
         b.iter(|| black_box(format.encode_tick(0, &updates)));
     });
     // The same tick the way sinks did it before order keys: sort and sum the rows themselves
     // (`consolidate`), then encode each line. `lines_updates` against this is the sort's gain.
     group.bench_function("lines_updates_row_sort", |b| {
-        let o = orders();
-        let cfg = SinkConfig {
-            name: "bench".into(),
-            format: SinkFormat::Csv,
-            target: SinkTarget::Stdout,
-            path_span: 0..0,
-            mode: SinkMode::Updates,
-        };
-        let format = LineFormat::new(&cfg, &o.schema, TimeDomain::Event { tick_ms: 60_000 });
-        let updates = scrambled_updates(o);
+        let (format, updates) = orders_tick();
         b.iter_batched(
             || updates.clone(),
             |mut rows| {
