@@ -1,15 +1,14 @@
 //! The publishing side of a RabbitMQ sink: every output update becomes one persistent JSON
 //! message, published with publisher confirms.
 //!
-//! The sink's writer thread encodes rows as JSON Lines, as for a `jsonl` file; this publisher
-//! turns each line into a message whose id is `PIPELINE:SINK:TICK:SEQ` (SEQ counts the rows of
-//! the tick from 0). Since a tick's rows are deterministic, a row published again after a crash
-//! carries the same id, so a consumer can drop the duplicate. A flush publishes what is queued
+//! Each line of the sink's JSON Lines becomes one message whose id is `PIPELINE:SINK:TICK:SEQ`
+//! ([`super::outbox`]), so a consumer can drop a row published again. A flush publishes what is queued
 //! and waits for every confirm; a commit (see `file_sink`) flushes first, so a commit line
 //! names only messages the broker has taken responsibility for. A resumed run does not publish
 //! the ticks its commit covers.
 
 use super::amqp::{block, resolve_url, Link, Role};
+use super::outbox::Outbox;
 use crate::record::Tick;
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
@@ -21,13 +20,9 @@ const QUEUED: usize = 4096;
 pub struct Publisher {
     url: String,
     queue: String,
-    prefix: String,
     what: String,
     link: Option<Link>,
-    tick: Tick,
-    seq: u64,
-    partial: Vec<u8>,
-    queued: Vec<(String, Vec<u8>)>,
+    outbox: Outbox,
 }
 
 impl Publisher {
@@ -44,39 +39,21 @@ impl Publisher {
         Ok(Publisher {
             url,
             queue: queue.to_string(),
-            prefix: prefix.to_string(),
             what,
             link: Some(link),
-            tick: 0,
-            seq: 0,
-            partial: Vec::new(),
-            queued: Vec::new(),
+            outbox: Outbox::new(prefix),
         })
     }
 
     /// The rows that follow are at `tick`.
     pub fn begin_tick(&mut self, tick: Tick) {
-        if tick != self.tick {
-            self.tick = tick;
-            self.seq = 0;
-        }
+        self.outbox.begin_tick(tick);
     }
 
     /// Takes encoded JSON Lines; returns how many messages (complete lines) they finished.
     pub fn write(&mut self, buf: &[u8]) -> std::io::Result<u64> {
-        let mut n = 0;
-        let mut rest = buf;
-        while let Some(i) = memchr::memchr(b'\n', rest) {
-            self.partial.extend_from_slice(&rest[..i]);
-            let body = std::mem::take(&mut self.partial);
-            let id = format!("{}:{}:{}", self.prefix, self.tick, self.seq);
-            self.seq += 1;
-            self.queued.push((id, body));
-            n += 1;
-            rest = &rest[i + 1..];
-        }
-        self.partial.extend_from_slice(rest);
-        if self.queued.len() >= QUEUED {
+        let n = self.outbox.write(buf);
+        if self.outbox.queued.len() >= QUEUED {
             self.flush()?;
         }
         Ok(n)
@@ -86,7 +63,7 @@ impl Publisher {
     /// is reopened (with bounded retries) and the unconfirmed messages are published again,
     /// with the same ids.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.queued.is_empty() {
+        if self.outbox.queued.is_empty() {
             return Ok(());
         }
         let mut attempts = 0;
@@ -104,7 +81,7 @@ impl Publisher {
             }
             match self.publish_all() {
                 Ok(()) => {
-                    self.queued.clear();
+                    self.outbox.queued.clear();
                     return Ok(());
                 }
                 Err(e) => {
@@ -130,8 +107,8 @@ impl Publisher {
     fn publish_all(&self) -> Result<(), String> {
         let link = self.link.as_ref().expect("connected before publishing");
         block(async {
-            let mut confirms = Vec::with_capacity(self.queued.len());
-            for (id, body) in &self.queued {
+            let mut confirms = Vec::with_capacity(self.outbox.queued.len());
+            for (id, body) in &self.outbox.queued {
                 let props = BasicProperties::default()
                     .with_message_id(id.as_str().into())
                     .with_content_type("application/json".into())
@@ -167,33 +144,14 @@ impl Drop for Publisher {
 /// `FILE_NAME:POSITION` (the record's 0-based position), so a repeated load is recognisable.
 /// Returns the number of messages published.
 pub fn publish_file(path: &std::path::Path, url: Option<&str>, queue: &str) -> Result<u64, String> {
-    use super::split::{is_blank, read_header, scan_record};
-    let data = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut publisher = Publisher::connect(url, queue, &name, "publish")?;
-    let mut at = if csv { read_header(&data).1 } else { 0 };
-    let mut position = 0u64;
-    while at < data.len() {
-        let span = scan_record(&data, at, csv);
-        at = span.next;
-        let content = span.content(&data);
-        if is_blank(content) {
-            continue;
-        }
-        publisher
-            .queued
-            .push((format!("{name}:{position}"), content.to_vec()));
-        position += 1;
-        if publisher.queued.len() >= 1000 {
+    let mut publisher = Publisher::connect(url, queue, "", "publish")?;
+    let n = super::outbox::for_each_record(path, |id, body| {
+        publisher.outbox.queued.push((id, body.to_vec()));
+        if publisher.outbox.queued.len() >= 1000 {
             publisher.flush().map_err(|e| e.to_string())?;
         }
-    }
+        Ok(())
+    })?;
     publisher.flush().map_err(|e| e.to_string())?;
-    Ok(position)
+    Ok(n)
 }
