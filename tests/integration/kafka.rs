@@ -7,13 +7,11 @@
 //! install` and `scripts/kafka.sh start` give one). Without that variable these tests print a
 //! notice and pass; with it set, a broker that does not answer fails them.
 
-use super::support::{bin, root};
-use std::process::Command;
-
 #[cfg(not(feature = "kafka"))]
 #[test]
 fn a_kafka_pipeline_without_the_feature_says_how_to_build() {
-    let o = Command::new(bin())
+    use super::support::{bin, root};
+    let o = std::process::Command::new(bin())
         .arg("check")
         .arg(root().join("pipelines/orders_from_kafka.toml"))
         .output()
