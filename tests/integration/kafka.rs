@@ -26,14 +26,17 @@ fn a_kafka_pipeline_without_the_feature_says_how_to_build() {
 
 #[cfg(feature = "kafka")]
 mod broker {
-    use super::super::support::{bin, generate_orders, orders_revenue_pipeline, root};
+    use super::super::support::{
+        assert_same_file, bin, commits, generate_orders, notice, orders_revenue_pipeline,
+        reference, root, run_to_end, start_run as start, summary, unique_name,
+    };
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{Offset, TopicPartitionList};
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     /// Broker tests run one at a time: one of them restarts the broker.
@@ -59,20 +62,6 @@ mod broker {
             panic!("{test}: no Kafka broker at {b} ({e}); start one with `scripts/kafka.sh start`");
         }
         Some(b)
-    }
-
-    fn notice(text: &str) {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "notice: {text}");
-    }
-
-    /// A topic name no other test (or earlier run) uses.
-    fn unique(test: &str) -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("eventflow-test-{test}-{}-{nanos}", std::process::id())
     }
 
     /// Creates `topic` with `partitions` partitions and publishes `file` to it.
@@ -107,62 +96,6 @@ mod broker {
         let path = dir.join(format!("{group}.toml"));
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    fn run_to_end(pipeline: &Path, out: &Path, workers: &str, extra: &[&str]) -> String {
-        let o = Command::new(bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "-w", workers])
-            .arg("--out")
-            .arg(out)
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "run failed: {stderr}");
-        stderr
-    }
-
-    fn start(pipeline: &Path, out: &Path, extra: &[&str]) -> Child {
-        Command::new(bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "-w", "2"])
-            .arg("--out")
-            .arg(out)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn summary(out: &Path) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
-    }
-
-    fn assert_same_file(a: &Path, b: &Path) {
-        let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-        assert!(
-            x == y,
-            "{} and {} differ ({} vs {} bytes)",
-            a.display(),
-            b.display(),
-            x.len(),
-            y.len()
-        );
-    }
-
-    /// Runs the file pipeline over `data` into `dir/file`, the reference.
-    fn reference(dir: &Path, data: &Path) -> PathBuf {
-        let out = dir.join("file");
-        let p = orders_revenue_pipeline(dir, data);
-        run_to_end(&p, &out, "1", &[]);
-        out
-    }
-
-    /// Lines of the commit log naming a sink.
-    fn commits(out: &Path) -> usize {
-        std::fs::read_to_string(out.join(".eventflow/commits.log"))
-            .map(|t| t.lines().filter(|l| l.contains("\"sink\"")).count())
-            .unwrap_or(0)
     }
 
     /// Per partition: (messages in it, offset committed by `group`).
@@ -205,7 +138,7 @@ mod broker {
         let events = 5_000;
         let data = generate_orders(dir.path(), events, 7, 0.01);
         let reference = reference(dir.path(), &data);
-        let topic = unique("same");
+        let topic = unique_name("same");
         publish(&b, &data, &topic, 3);
         for workers in ["1", "2"] {
             let group = format!("{topic}-w{workers}");
@@ -271,7 +204,7 @@ mod broker {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let topic = unique("parts");
+        let topic = unique_name("parts");
         let status = Command::new(bin())
             .args(["publish", "/dev/null", "--topic", &topic, "--brokers", &b])
             .args(["--partitions", "2"])
@@ -353,7 +286,7 @@ mode = "snapshot"
         let events = 60_000;
         let data = generate_orders(dir.path(), events, 11, 0.0);
         let reference = reference(dir.path(), &data);
-        let topic = unique("kill");
+        let topic = unique_name("kill");
         publish(&b, &data, &topic, 2);
         let group = format!("{topic}-g");
         let pipeline = kafka_pipeline(dir.path(), &topic, &b, &group);
@@ -417,7 +350,7 @@ mode = "snapshot"
         let events = 60_000;
         let data = generate_orders(dir.path(), events, 13, 0.0);
         let reference = reference(dir.path(), &data);
-        let topic = unique("bounce");
+        let topic = unique_name("bounce");
         publish(&b, &data, &topic, 2);
         let pipeline = kafka_pipeline(dir.path(), &topic, &b, &format!("{topic}-g"));
         let out = dir.path().join("kafka");
@@ -467,7 +400,7 @@ mode = "snapshot"
         let dir = tempfile::tempdir().unwrap();
         let data = generate_orders(dir.path(), 2_000, 3, 0.0);
         let reference = reference(dir.path(), &data);
-        let topic = unique("sink");
+        let topic = unique_name("sink");
         let status = Command::new(bin())
             .args(["publish", "/dev/null", "--topic", &topic, "--brokers", &b])
             .args(["--partitions", "2"])
