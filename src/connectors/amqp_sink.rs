@@ -8,8 +8,7 @@
 //! the ticks its commit covers.
 
 use super::amqp::{block, resolve_url, Link, Role};
-use super::outbox::Outbox;
-use crate::record::Tick;
+use super::outbox::{SendError, Transport};
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 
@@ -17,12 +16,14 @@ use lapin::BasicProperties;
 const QUEUED: usize = 4096;
 
 /// A RabbitMQ publisher behind a sink's encoder.
-pub struct Publisher {
+pub type Publisher = super::outbox::Publisher<AmqpTransport>;
+
+/// A channel with publisher confirms to one queue, reopened after a failure.
+pub struct AmqpTransport {
     url: String,
     queue: String,
     what: String,
     link: Option<Link>,
-    outbox: Outbox,
 }
 
 impl Publisher {
@@ -36,79 +37,39 @@ impl Publisher {
         let url = resolve_url(url);
         let what = format!("rabbitmq sink `{sink}`");
         let link = Link::open_with_retry(&url, queue, Role::Publisher, &what, &|| false)?;
-        Ok(Publisher {
+        let transport = AmqpTransport {
             url,
             queue: queue.to_string(),
             what,
             link: Some(link),
-            outbox: Outbox::new(prefix),
-        })
+        };
+        Ok(Publisher::new(transport, prefix, QUEUED))
+    }
+}
+
+impl Transport for AmqpTransport {
+    fn what(&self) -> &str {
+        &self.what
     }
 
-    /// The rows that follow are at `tick`.
-    pub fn begin_tick(&mut self, tick: Tick) {
-        self.outbox.begin_tick(tick);
+    fn target(&self) -> String {
+        format!("queue `{}`", self.queue)
     }
 
-    /// Takes encoded JSON Lines; returns how many messages (complete lines) they finished.
-    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<u64> {
-        let n = self.outbox.write(buf);
-        if self.outbox.queued.len() >= QUEUED {
-            self.flush()?;
+    /// A lost connection is reopened (with bounded retries) first.
+    fn send(&mut self, messages: &[(String, Vec<u8>)]) -> Result<(), SendError> {
+        if self.link.is_none() {
+            let link =
+                Link::open_with_retry(&self.url, &self.queue, Role::Publisher, &self.what, &|| {
+                    false
+                })
+                .map_err(SendError::Fatal)?;
+            self.link = Some(link);
         }
-        Ok(n)
-    }
-
-    /// Publishes every queued message and waits for the broker's confirms. A lost connection
-    /// is reopened (with bounded retries) and the unconfirmed messages are published again,
-    /// with the same ids.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.outbox.queued.is_empty() {
-            return Ok(());
-        }
-        let mut attempts = 0;
-        loop {
-            if self.link.is_none() {
-                let link = Link::open_with_retry(
-                    &self.url,
-                    &self.queue,
-                    Role::Publisher,
-                    &self.what,
-                    &|| false,
-                )
-                .map_err(std::io::Error::other)?;
-                self.link = Some(link);
-            }
-            match self.publish_all() {
-                Ok(()) => {
-                    self.outbox.queued.clear();
-                    return Ok(());
-                }
-                Err(e) => {
-                    attempts += 1;
-                    if let Some(l) = self.link.take() {
-                        l.close();
-                    }
-                    if attempts >= 3 {
-                        return Err(std::io::Error::other(format!(
-                            "{}: publishing to queue `{}` failed: {e}",
-                            self.what, self.queue
-                        )));
-                    }
-                    eprintln!(
-                        "{}: publishing failed ({e}); reconnecting and publishing the unconfirmed messages again",
-                        self.what
-                    );
-                }
-            }
-        }
-    }
-
-    fn publish_all(&self) -> Result<(), String> {
-        let link = self.link.as_ref().expect("connected before publishing");
-        block(async {
-            let mut confirms = Vec::with_capacity(self.outbox.queued.len());
-            for (id, body) in &self.outbox.queued {
+        let link = self.link.as_ref().expect("connected above");
+        let sent = block(async {
+            let mut confirms = Vec::with_capacity(messages.len());
+            for (id, body) in messages {
                 let props = BasicProperties::default()
                     .with_message_id(id.as_str().into())
                     .with_content_type("application/json".into())
@@ -123,15 +84,21 @@ impl Publisher {
             for c in confirms {
                 let confirmation = c.await.map_err(|e| e.to_string())?;
                 if confirmation.is_nack() {
-                    return Err("the broker refused a message (nack)".into());
+                    return Err("the broker refused a message (nack)".to_string());
                 }
             }
             Ok(())
+        });
+        sent.map_err(|e| {
+            if let Some(l) = self.link.take() {
+                l.close();
+            }
+            SendError::Again(e)
         })
     }
 }
 
-impl Drop for Publisher {
+impl Drop for AmqpTransport {
     fn drop(&mut self) {
         if let Some(l) = self.link.take() {
             l.close();
@@ -145,13 +112,5 @@ impl Drop for Publisher {
 /// Returns the number of messages published.
 pub fn publish_file(path: &std::path::Path, url: Option<&str>, queue: &str) -> Result<u64, String> {
     let mut publisher = Publisher::connect(url, queue, "", "publish")?;
-    let n = super::outbox::for_each_record(path, |id, body| {
-        publisher.outbox.queued.push((id, body.to_vec()));
-        if publisher.outbox.queued.len() >= 1000 {
-            publisher.flush().map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    })?;
-    publisher.flush().map_err(|e| e.to_string())?;
-    Ok(n)
+    super::outbox::publish_file(&mut publisher, path)
 }

@@ -10,8 +10,7 @@
 //! twice at most, before the run fails naming the brokers.
 
 use super::kafka::{client_config, plain_consumer, resolve_brokers, topic_partitions};
-use super::outbox::Outbox;
-use crate::record::Tick;
+use super::outbox::{SendError, Transport};
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -46,12 +45,14 @@ impl ProducerContext for Reports {
 }
 
 /// A Kafka producer behind a sink's encoder.
-pub struct Publisher {
+pub type Publisher = super::outbox::Publisher<KafkaTransport>;
+
+/// An idempotent producer to one topic.
+pub struct KafkaTransport {
     brokers: String,
     topic: String,
     what: String,
     producer: BaseProducer<Reports>,
-    outbox: Outbox,
 }
 
 impl Publisher {
@@ -73,60 +74,27 @@ impl Publisher {
             .set("message.timeout.ms", "30000")
             .create_with_context(Reports::default())
             .map_err(|e| format!("{what}: cannot create a Kafka producer: {e}"))?;
-        Ok(Publisher {
+        let transport = KafkaTransport {
             brokers,
             topic: topic.to_string(),
             what,
             producer,
-            outbox: Outbox::new(prefix),
-        })
+        };
+        Ok(Publisher::new(transport, prefix, QUEUED))
+    }
+}
+
+impl Transport for KafkaTransport {
+    fn what(&self) -> &str {
+        &self.what
     }
 
-    /// The rows that follow are at `tick`.
-    pub fn begin_tick(&mut self, tick: Tick) {
-        self.outbox.begin_tick(tick);
+    fn target(&self) -> String {
+        format!("topic `{}` on {}", self.topic, self.brokers)
     }
 
-    /// Takes encoded JSON Lines; returns how many messages (complete lines) they finished.
-    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<u64> {
-        let n = self.outbox.write(buf);
-        if self.outbox.queued.len() >= QUEUED {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    /// Sends every queued message and waits for its delivery report; failed deliveries are
-    /// sent again (same keys), twice at most.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.outbox.queued.is_empty() {
-            return Ok(());
-        }
-        let mut attempts = 0;
-        loop {
-            match self.send_all() {
-                Ok(()) => {
-                    self.outbox.queued.clear();
-                    return Ok(());
-                }
-                Err(e) => {
-                    attempts += 1;
-                    if attempts >= 3 {
-                        return Err(std::io::Error::other(format!(
-                            "{}: publishing to topic `{}` on {} failed: {e}",
-                            self.what, self.topic, self.brokers
-                        )));
-                    }
-                    eprintln!(
-                        "{}: publishing failed ({e}); publishing the unacknowledged messages again",
-                        self.what
-                    );
-                }
-            }
-        }
-    }
-
-    fn send_all(&self) -> Result<(), String> {
+    /// Sends every message (key = its id) and waits for every delivery report.
+    fn send(&mut self, messages: &[(String, Vec<u8>)]) -> Result<(), SendError> {
         let reports = self.producer.context();
         reports.failed.store(0, Ordering::Relaxed);
         reports
@@ -134,7 +102,7 @@ impl Publisher {
             .lock()
             .expect("report lock is never poisoned")
             .take();
-        for (key, body) in &self.outbox.queued {
+        for (key, body) in messages {
             let mut record = BaseRecord::to(&self.topic).key(key).payload(body);
             loop {
                 match self.producer.send(record) {
@@ -144,13 +112,13 @@ impl Publisher {
                         record = r;
                         self.producer.poll(Duration::from_millis(50));
                     }
-                    Err((e, _)) => return Err(e.to_string()),
+                    Err((e, _)) => return Err(SendError::Again(e.to_string())),
                 }
             }
         }
         self.producer
             .flush(DELIVERY_TIMEOUT)
-            .map_err(|e| format!("waiting for delivery reports: {e}"))?;
+            .map_err(|e| SendError::Again(format!("waiting for delivery reports: {e}")))?;
         match reports.failed.load(Ordering::Relaxed) {
             0 => Ok(()),
             n => {
@@ -160,7 +128,9 @@ impl Publisher {
                     .expect("report lock is never poisoned")
                     .clone()
                     .unwrap_or_default();
-                Err(format!("{n} messages were not delivered ({first})"))
+                Err(SendError::Again(format!(
+                    "{n} messages were not delivered ({first})"
+                )))
             }
         }
     }
@@ -175,13 +145,5 @@ pub fn publish_file(
     topic: &str,
 ) -> Result<u64, String> {
     let mut publisher = Publisher::connect(brokers, topic, "", "publish")?;
-    let n = super::outbox::for_each_record(path, |id, body| {
-        publisher.outbox.queued.push((id, body.to_vec()));
-        if publisher.outbox.queued.len() >= QUEUED {
-            publisher.flush().map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    })?;
-    publisher.flush().map_err(|e| e.to_string())?;
-    Ok(n)
+    super::outbox::publish_file(&mut publisher, path)
 }

@@ -1,5 +1,6 @@
 //! What the queue sinks (RabbitMQ, Kafka) share: output lines turned into messages with stable
-//! ids, and the records of a file as `eventflow publish` sends them.
+//! ids, a [`Publisher`] that sends them over a broker's [`Transport`] with retries, and the
+//! records of a file as `eventflow publish` sends them.
 //!
 //! A sink's writer thread encodes rows as JSON Lines, as for a `jsonl` file; each line becomes
 //! one message whose id is `PIPELINE:SINK:TICK:SEQ` (SEQ counts the rows of the tick from 0).
@@ -54,6 +55,113 @@ impl Outbox {
         self.partial.extend_from_slice(rest);
         n
     }
+}
+
+/// How a publish attempt failed.
+pub enum SendError {
+    /// Worth another attempt (the messages are sent again, with the same ids).
+    Again(String),
+    /// Not: the broker cannot be reached after bounded retries.
+    Fatal(String),
+}
+
+/// A broker connection that publishes batches of messages.
+pub trait Transport {
+    /// `KIND sink `NAME``, for messages.
+    fn what(&self) -> &str;
+    /// Where the messages go, for messages: ``queue `Q` ``, ``topic `T` on BROKERS``.
+    fn target(&self) -> String;
+    /// Publishes every message and waits until the broker has taken all of them (confirms,
+    /// delivery reports). After [`SendError::Again`] the next call starts over, connecting
+    /// again if needed.
+    fn send(&mut self, messages: &[(String, Vec<u8>)]) -> Result<(), SendError>;
+}
+
+/// Publishing attempts per flush before the sink fails.
+const ATTEMPTS: u32 = 3;
+
+/// A queue sink's publisher: output lines in, messages out over `T`.
+pub struct Publisher<T: Transport> {
+    transport: T,
+    outbox: Outbox,
+    /// Messages queued before they are sent without waiting for a flush.
+    batch: usize,
+}
+
+impl<T: Transport> Publisher<T> {
+    /// A publisher whose message ids start with `prefix` (`PIPELINE:SINK`), sending once
+    /// `batch` messages are queued.
+    pub fn new(transport: T, prefix: &str, batch: usize) -> Publisher<T> {
+        Publisher {
+            transport,
+            outbox: Outbox::new(prefix),
+            batch,
+        }
+    }
+
+    /// The rows that follow are at `tick`.
+    pub fn begin_tick(&mut self, tick: Tick) {
+        self.outbox.begin_tick(tick);
+    }
+
+    /// Takes encoded JSON Lines; returns how many messages (complete lines) they finished.
+    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<u64> {
+        let n = self.outbox.write(buf);
+        if self.outbox.queued.len() >= self.batch {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// Queues one message with its own id.
+    pub fn push(&mut self, id: String, body: &[u8]) -> std::io::Result<()> {
+        self.outbox.queued.push((id, body.to_vec()));
+        if self.outbox.queued.len() >= self.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Publishes every queued message and waits until the broker took them; a failed attempt
+    /// is repeated (same ids), [`ATTEMPTS`] in all.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.outbox.queued.is_empty() {
+            return Ok(());
+        }
+        let mut attempts = 0;
+        loop {
+            let e = match self.transport.send(&self.outbox.queued) {
+                Ok(()) => {
+                    self.outbox.queued.clear();
+                    return Ok(());
+                }
+                Err(SendError::Fatal(e)) => return Err(std::io::Error::other(e)),
+                Err(SendError::Again(e)) => e,
+            };
+            attempts += 1;
+            let what = self.transport.what();
+            if attempts >= ATTEMPTS {
+                return Err(std::io::Error::other(format!(
+                    "{what}: publishing to {} failed: {e}",
+                    self.transport.target()
+                )));
+            }
+            eprintln!("{what}: publishing failed ({e}); publishing the unconfirmed messages again");
+        }
+    }
+}
+
+/// Publishes every record of a file (see [`for_each_record`]) and waits for the broker;
+/// returns the number of messages.
+pub fn publish_file<T: Transport>(
+    publisher: &mut Publisher<T>,
+    path: &std::path::Path,
+) -> Result<u64, String> {
+    let n = for_each_record(path, |id, body| {
+        publisher.push(id, body).map_err(|e| e.to_string())
+    })?;
+    publisher.flush().map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 /// Hands every record of a CSV (header skipped) or JSON Lines file to `each`, in file order,
