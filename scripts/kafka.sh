@@ -37,11 +37,14 @@ start() {
   [ -x "$bin" ] || { echo "kafka: nisshi not installed (scripts/kafka.sh install)" >&2; exit 1; }
   mkdir -p "$STATE/run"
   # From an empty folder: nisshi reads a `.env` in its working directory.
-  (cd "$STATE/run" && nohup "$bin" broker \
+  (
+    cd "$STATE/run"
+    nohup "$bin" broker \
       --kafka-listener-url "tcp://127.0.0.1:$PORT" \
       --kafka-advertised-listener-url "tcp://127.0.0.1:$PORT" \
-      --storage-engine "memory://nisshi/" >>"$LOG" 2>&1 &
-   echo $! >"$PIDFILE")
+      --storage-engine "memory://nisshi/" >>"$LOG" 2>&1 </dev/null &
+    echo $! >"$PIDFILE"
+  )
   for _ in $(seq 1 120); do
     port_open && { echo "kafka: nisshi running on 127.0.0.1:$PORT (log $LOG)"; return 0; }
     sleep 0.5

@@ -172,6 +172,10 @@ impl Consumer for AmqpConsumer {
         *into = later;
     }
 
+    fn mark_of(_: &str) -> Option<(u64, u64)> {
+        None
+    }
+
     fn ack(&mut self, (generation, tag): (u64, u64)) -> bool {
         let Some(c) = self.conn.as_ref().filter(|_| generation == self.generation) else {
             return false; // an old channel: the broker redelivers, and the duplicates are recognised

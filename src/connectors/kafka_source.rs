@@ -83,6 +83,10 @@ impl KafkaConsumer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // Fetch ahead a few MB, not librdkafka's default 64 MB: the worker channels hold
+            // the rest of what the source has in hand.
+            .set("queued.min.messages", "10000")
+            .set("queued.max.messages.kbytes", "4096")
             .create()
             .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", self.what()))
     }
@@ -249,6 +253,14 @@ impl Consumer for KafkaConsumer {
             let e = into.entry(p).or_insert(o);
             *e = (*e).max(o);
         }
+    }
+
+    fn mark_of(id: &str) -> Option<Self::Mark> {
+        let (p, o) = id.split_once(':')?;
+        Some(BTreeMap::from([(
+            p.parse().ok()?,
+            o.parse::<i64>().ok()? + 1,
+        )]))
     }
 
     fn ack(&mut self, mark: Self::Mark) -> bool {

@@ -139,6 +139,9 @@ pub(crate) trait Consumer: Send + 'static {
     ) -> Result<(), String>;
     /// Folds a later mark into an earlier one.
     fn merge(into: &mut Self::Mark, later: Self::Mark);
+    /// The mark that acknowledges a journaled message replayed by a resumed run, if marks
+    /// survive connections (a Kafka offset does; RabbitMQ redelivers such a message instead).
+    fn mark_of(id: &str) -> Option<Self::Mark>;
     /// Acknowledges every message up to `mark`; `false` if that failed.
     fn ack(&mut self, mark: Self::Mark) -> bool;
     /// Closes the connection (ignoring errors: the broker may be gone).
@@ -648,22 +651,30 @@ impl<C: Consumer> Reader<C> {
         };
         let entries = entries?;
         let mut batch = Vec::new();
+        // Replayed messages were acknowledged, or will be delivered again and recognised, or
+        // (Kafka) are acknowledged by their offsets once the sinks commit their ticks again.
+        let mut mark: Option<C::Mark> = None;
         for e in entries {
             if let Entry::Message(m) = &e {
                 self.remember(&m.id.clone());
                 self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                if let Some(later) = C::mark_of(&m.id) {
+                    match mark.as_mut() {
+                        None => mark = Some(later),
+                        Some(into) => C::merge(into, later),
+                    }
+                }
             }
             let idle = matches!(e, Entry::Idle(_));
             batch.push(e);
             if (idle || batch.len() >= BATCH_MESSAGES)
-                && !self.feed_inner(std::mem::take(&mut batch), None, false)
+                && !self.feed_inner(std::mem::take(&mut batch), mark.take(), false)
             {
                 return Ok(());
             }
         }
         if !batch.is_empty() {
-            // Replayed messages were acknowledged, or will be delivered again and recognised.
-            self.feed_inner(batch, None, false);
+            self.feed_inner(batch, mark, false);
         }
         Ok(())
     }

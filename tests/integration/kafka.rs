@@ -347,7 +347,8 @@ mode = "snapshot"
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let events = 60_000;
+        // Enough that the consumer cannot have fetched them all when the broker stops.
+        let events = 200_000;
         let data = generate_orders(dir.path(), events, 13, 0.0);
         let reference = reference(dir.path(), &data);
         let topic = unique_name("bounce");
@@ -359,9 +360,13 @@ mode = "snapshot"
             &out,
             &["--commit-interval", "50ms", "--stop-when-idle", "4s"],
         );
+        // Restart as soon as the run has read its first messages, i.e. mid-stream.
+        let journal = out.join(".eventflow/journal-orders.jsonl");
         let t = Instant::now();
-        while commits(&out) < 2 && t.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(5));
+        while std::fs::metadata(&journal).map_or(true, |m| m.len() == 0)
+            && t.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(2));
         }
         let bounced = Command::new(&script)
             .args(["bounce", "1"])
@@ -376,11 +381,16 @@ mode = "snapshot"
             "the run neither finished nor failed in time: {stderr}"
         );
         if o.status.success() {
+            notice("kafka broker restart: the run reconnected and finished");
             for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
                 assert_same_file(&reference.join(f), &out.join(f));
             }
             assert_eq!(summary(&out)["records_read"], events);
         } else {
+            notice(&format!(
+                "kafka broker restart: the run failed: {}",
+                stderr.trim()
+            ));
             assert_eq!(o.status.code(), Some(2), "{stderr}");
             assert!(
                 stderr.contains("lost messages of topic")
