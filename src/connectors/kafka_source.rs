@@ -87,6 +87,9 @@ impl KafkaConsumer {
             // the rest of what the source has in hand.
             .set("queued.min.messages", "10000")
             .set("queued.max.messages.kbytes", "4096")
+            // A fetch waits at most this long for new messages (librdkafka's default is 500 ms,
+            // which shows in the publish-to-output latency).
+            .set("fetch.wait.max.ms", "50")
             .create()
             .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", self.what()))
     }
