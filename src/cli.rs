@@ -75,17 +75,28 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
         stop_when_idle: Option<std::time::Duration>,
     },
-    /// Publish every record of a CSV (header skipped) or JSON Lines file to a RabbitMQ queue,
-    /// one persistent message per record, with publisher confirms.
+    /// Publish every record of a CSV (header skipped) or JSON Lines file to a RabbitMQ queue
+    /// (one persistent message per record, with publisher confirms) or a Kafka topic (one
+    /// message per record, keyed FILE:POSITION; feature `kafka`).
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["queue", "topic"]))]
     Publish {
         /// Data file (`.csv`, or JSON Lines).
         file: PathBuf,
         /// Queue to publish to (declared durable if missing).
         #[arg(long)]
-        queue: String,
+        queue: Option<String>,
         /// Broker URL [default: $EVENTFLOW_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/%2f].
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", requires = "queue")]
         to: Option<String>,
+        /// Kafka topic to publish to.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Kafka bootstrap servers [default: $EVENTFLOW_KAFKA_BROKERS, else 127.0.0.1:9092].
+        #[arg(long, value_name = "HOST:PORT", requires = "topic")]
+        brokers: Option<String>,
+        /// Create the topic with this many partitions first, if it does not exist.
+        #[arg(long, value_name = "N", requires = "topic")]
+        partitions: Option<i32>,
     },
     /// Validate a pipeline file and print its plan: nodes, edges and schemas.
     Check {
@@ -383,13 +394,26 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Publish { file, queue, to } => {
-            match crate::connectors::amqp_sink::publish_file(&file, to.as_deref(), &queue) {
-                Ok(n) => {
-                    eprintln!(
-                        "published {n} messages from {} to queue `{queue}`",
-                        file.display()
-                    );
+        Command::Publish {
+            file,
+            queue,
+            to,
+            topic,
+            brokers,
+            partitions,
+        } => {
+            let published = match (queue, topic) {
+                (Some(queue), _) => {
+                    crate::connectors::amqp_sink::publish_file(&file, to.as_deref(), &queue)
+                        .map(|n| (n, format!("queue `{queue}`")))
+                }
+                (None, Some(topic)) => publish_topic(&file, brokers.as_deref(), &topic, partitions)
+                    .map(|n| (n, format!("topic `{topic}`"))),
+                (None, None) => unreachable!("clap requires --queue or --topic"),
+            };
+            match published {
+                Ok((n, to)) => {
+                    eprintln!("published {n} messages from {} to {to}", file.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -514,4 +538,29 @@ fn load(file: &Path) -> Result<Plan, ExitCode> {
     };
     let spec = PipelineSpec::load(file).map_err(|(source, diags)| fail(&source, &diags))?;
     crate::plan::build(&spec).map_err(|diags| fail(&spec.file, &diags))
+}
+
+/// `eventflow publish --topic`: creates the topic first when asked, then publishes the file.
+#[cfg(feature = "kafka")]
+fn publish_topic(
+    file: &std::path::Path,
+    brokers: Option<&str>,
+    topic: &str,
+    partitions: Option<i32>,
+) -> Result<u64, String> {
+    if let Some(n) = partitions {
+        let b = crate::connectors::kafka::resolve_brokers(brokers);
+        crate::connectors::kafka::create_topic(&b, topic, n)?;
+    }
+    crate::connectors::kafka_sink::publish_file(file, brokers, topic)
+}
+
+#[cfg(not(feature = "kafka"))]
+fn publish_topic(
+    _: &std::path::Path,
+    _: Option<&str>,
+    _: &str,
+    _: Option<i32>,
+) -> Result<u64, String> {
+    Err(crate::connectors::NO_KAFKA.to_string())
 }

@@ -10,6 +10,7 @@ mod integration {
     pub mod errors;
     pub mod fuzz;
     pub mod golden;
+    pub mod kafka;
     pub mod nexmark;
     pub mod operators;
     pub mod oracle;

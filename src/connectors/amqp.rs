@@ -8,14 +8,11 @@
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use std::time::Duration;
 
 /// The broker used when a node gives no `url` and `EVENTFLOW_AMQP_URL` is not set.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Connection attempts before a run fails: the waits between them double from 250 ms, so the
-/// last attempt comes about 30 s after the first failure.
-pub const CONNECT_ATTEMPTS: u32 = 8;
+pub use super::live_source::CONNECT_ATTEMPTS;
 
 /// The URL to use: the node's `url`, else `EVENTFLOW_AMQP_URL`, else [`DEFAULT_URL`].
 pub fn resolve_url(url: Option<&str>) -> String {
@@ -121,35 +118,9 @@ impl Link {
         what: &str,
         give_up: &dyn Fn() -> bool,
     ) -> Result<Link, String> {
-        let mut wait = Duration::from_millis(250);
-        let mut last = String::new();
-        for attempt in 1..=CONNECT_ATTEMPTS {
-            match Link::open(url, queue, role) {
-                Ok(link) => {
-                    if attempt > 1 {
-                        eprintln!("{what}: connected to {} (attempt {attempt})", redact(url));
-                    }
-                    return Ok(link);
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    if attempt == CONNECT_ATTEMPTS || give_up() {
-                        break;
-                    }
-                    eprintln!(
-                        "{what}: cannot connect to {} ({last}); retrying in {} ms (attempt {attempt} of {CONNECT_ATTEMPTS})",
-                        redact(url),
-                        wait.as_millis()
-                    );
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
-            }
-        }
-        Err(format!(
-            "{what}: cannot reach the broker at {} after {CONNECT_ATTEMPTS} attempts over about 30 s: {last}",
-            redact(url)
-        ))
+        super::live_source::connect_with_retry(what, &redact(url), give_up, || {
+            Link::open(url, queue, role).map_err(|e| e.to_string())
+        })
     }
 
     /// Closes the channel and the connection, ignoring errors (the broker may be gone).

@@ -1,16 +1,14 @@
 //! The publishing side of a RabbitMQ sink: every output update becomes one persistent JSON
 //! message, published with publisher confirms.
 //!
-//! The sink's writer thread encodes rows as JSON Lines, as for a `jsonl` file; this publisher
-//! turns each line into a message whose id is `PIPELINE:SINK:TICK:SEQ` (SEQ counts the rows of
-//! the tick from 0). Since a tick's rows are deterministic, a row published again after a crash
-//! carries the same id, so a consumer can drop the duplicate. A flush publishes what is queued
+//! Each line of the sink's JSON Lines becomes one message whose id is `PIPELINE:SINK:TICK:SEQ`
+//! ([`super::outbox`]), so a consumer can drop a row published again. A flush publishes what is queued
 //! and waits for every confirm; a commit (see `file_sink`) flushes first, so a commit line
 //! names only messages the broker has taken responsibility for. A resumed run does not publish
 //! the ticks its commit covers.
 
 use super::amqp::{block, resolve_url, Link, Role};
-use crate::record::Tick;
+use super::outbox::{SendError, Transport};
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 
@@ -18,16 +16,14 @@ use lapin::BasicProperties;
 const QUEUED: usize = 4096;
 
 /// A RabbitMQ publisher behind a sink's encoder.
-pub struct Publisher {
+pub type Publisher = super::outbox::Publisher<AmqpTransport>;
+
+/// A channel with publisher confirms to one queue, reopened after a failure.
+pub struct AmqpTransport {
     url: String,
     queue: String,
-    prefix: String,
     what: String,
     link: Option<Link>,
-    tick: Tick,
-    seq: u64,
-    partial: Vec<u8>,
-    queued: Vec<(String, Vec<u8>)>,
 }
 
 impl Publisher {
@@ -41,97 +37,39 @@ impl Publisher {
         let url = resolve_url(url);
         let what = format!("rabbitmq sink `{sink}`");
         let link = Link::open_with_retry(&url, queue, Role::Publisher, &what, &|| false)?;
-        Ok(Publisher {
+        let transport = AmqpTransport {
             url,
             queue: queue.to_string(),
-            prefix: prefix.to_string(),
             what,
             link: Some(link),
-            tick: 0,
-            seq: 0,
-            partial: Vec::new(),
-            queued: Vec::new(),
-        })
+        };
+        Ok(Publisher::new(transport, prefix, QUEUED))
+    }
+}
+
+impl Transport for AmqpTransport {
+    fn what(&self) -> &str {
+        &self.what
     }
 
-    /// The rows that follow are at `tick`.
-    pub fn begin_tick(&mut self, tick: Tick) {
-        if tick != self.tick {
-            self.tick = tick;
-            self.seq = 0;
-        }
+    fn target(&self) -> String {
+        format!("queue `{}`", self.queue)
     }
 
-    /// Takes encoded JSON Lines; returns how many messages (complete lines) they finished.
-    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<u64> {
-        let mut n = 0;
-        let mut rest = buf;
-        while let Some(i) = memchr::memchr(b'\n', rest) {
-            self.partial.extend_from_slice(&rest[..i]);
-            let body = std::mem::take(&mut self.partial);
-            let id = format!("{}:{}:{}", self.prefix, self.tick, self.seq);
-            self.seq += 1;
-            self.queued.push((id, body));
-            n += 1;
-            rest = &rest[i + 1..];
+    /// A lost connection is reopened (with bounded retries) first.
+    fn send(&mut self, messages: &[(String, Vec<u8>)]) -> Result<(), SendError> {
+        if self.link.is_none() {
+            let link =
+                Link::open_with_retry(&self.url, &self.queue, Role::Publisher, &self.what, &|| {
+                    false
+                })
+                .map_err(SendError::Fatal)?;
+            self.link = Some(link);
         }
-        self.partial.extend_from_slice(rest);
-        if self.queued.len() >= QUEUED {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    /// Publishes every queued message and waits for the broker's confirms. A lost connection
-    /// is reopened (with bounded retries) and the unconfirmed messages are published again,
-    /// with the same ids.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        let mut attempts = 0;
-        loop {
-            if self.link.is_none() {
-                let link = Link::open_with_retry(
-                    &self.url,
-                    &self.queue,
-                    Role::Publisher,
-                    &self.what,
-                    &|| false,
-                )
-                .map_err(std::io::Error::other)?;
-                self.link = Some(link);
-            }
-            match self.publish_all() {
-                Ok(()) => {
-                    self.queued.clear();
-                    return Ok(());
-                }
-                Err(e) => {
-                    attempts += 1;
-                    if let Some(l) = self.link.take() {
-                        l.close();
-                    }
-                    if attempts >= 3 {
-                        return Err(std::io::Error::other(format!(
-                            "{}: publishing to queue `{}` failed: {e}",
-                            self.what, self.queue
-                        )));
-                    }
-                    eprintln!(
-                        "{}: publishing failed ({e}); reconnecting and publishing the unconfirmed messages again",
-                        self.what
-                    );
-                }
-            }
-        }
-    }
-
-    fn publish_all(&self) -> Result<(), String> {
-        let link = self.link.as_ref().expect("connected before publishing");
-        block(async {
-            let mut confirms = Vec::with_capacity(self.queued.len());
-            for (id, body) in &self.queued {
+        let link = self.link.as_ref().expect("connected above");
+        let sent = block(async {
+            let mut confirms = Vec::with_capacity(messages.len());
+            for (id, body) in messages {
                 let props = BasicProperties::default()
                     .with_message_id(id.as_str().into())
                     .with_content_type("application/json".into())
@@ -146,15 +84,21 @@ impl Publisher {
             for c in confirms {
                 let confirmation = c.await.map_err(|e| e.to_string())?;
                 if confirmation.is_nack() {
-                    return Err("the broker refused a message (nack)".into());
+                    return Err("the broker refused a message (nack)".to_string());
                 }
             }
             Ok(())
+        });
+        sent.map_err(|e| {
+            if let Some(l) = self.link.take() {
+                l.close();
+            }
+            SendError::Again(e)
         })
     }
 }
 
-impl Drop for Publisher {
+impl Drop for AmqpTransport {
     fn drop(&mut self) {
         if let Some(l) = self.link.take() {
             l.close();
@@ -167,33 +111,6 @@ impl Drop for Publisher {
 /// `FILE_NAME:POSITION` (the record's 0-based position), so a repeated load is recognisable.
 /// Returns the number of messages published.
 pub fn publish_file(path: &std::path::Path, url: Option<&str>, queue: &str) -> Result<u64, String> {
-    use super::split::{is_blank, read_header, scan_record};
-    let data = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut publisher = Publisher::connect(url, queue, &name, "publish")?;
-    let mut at = if csv { read_header(&data).1 } else { 0 };
-    let mut position = 0u64;
-    while at < data.len() {
-        let span = scan_record(&data, at, csv);
-        at = span.next;
-        let content = span.content(&data);
-        if is_blank(content) {
-            continue;
-        }
-        publisher
-            .queued
-            .push((format!("{name}:{position}"), content.to_vec()));
-        position += 1;
-        if publisher.queued.len() >= 1000 {
-            publisher.flush().map_err(|e| e.to_string())?;
-        }
-    }
-    publisher.flush().map_err(|e| e.to_string())?;
-    Ok(position)
+    let mut publisher = Publisher::connect(url, queue, "", "publish")?;
+    super::outbox::publish_file(&mut publisher, path)
 }

@@ -400,6 +400,26 @@ impl SinkWriter {
                 dest.bytes = resume.map_or(0, |c| c.bytes);
                 dest
             }
+            #[cfg(feature = "kafka")]
+            SinkTarget::Kafka {
+                brokers,
+                topic,
+                pipeline,
+            } => {
+                let publisher = super::kafka_sink::Publisher::connect(
+                    brokers.as_deref(),
+                    topic,
+                    &format!("{pipeline}:{}", cfg.name),
+                    &cfg.name,
+                )
+                .map_err(std::io::Error::other)?;
+                Dest {
+                    kind: DestKind::Kafka(Box::new(publisher)),
+                    bytes: resume.map_or(0, |c| c.bytes),
+                }
+            }
+            #[cfg(not(feature = "kafka"))]
+            SinkTarget::Kafka { .. } => return Err(std::io::Error::other(super::NO_KAFKA)),
         };
         let lines = (cfg.mode == SinkMode::Updates).then(|| LineFormat::new(cfg, schema, time));
         let mut encoder = Encoder::new(cfg, schema, time, dest, resume.is_none())?;
@@ -702,6 +722,9 @@ enum DestKind {
     Stdout(std::io::BufWriter<std::io::Stdout>),
     /// One message per line; `bytes` counts the lines (messages).
     Amqp(Box<super::amqp_sink::Publisher>),
+    /// One message per line; `bytes` counts the lines (messages).
+    #[cfg(feature = "kafka")]
+    Kafka(Box<super::kafka_sink::Publisher>),
 }
 
 impl Dest {
@@ -764,13 +787,19 @@ impl Dest {
             DestKind::File(w) => w.get_ref().sync_data(),
             // Flushing waited for the broker's confirms of persistent messages.
             DestKind::Stdout(_) | DestKind::Amqp(_) => Ok(()),
+            // Flushing waited for the delivery reports (acks=all).
+            #[cfg(feature = "kafka")]
+            DestKind::Kafka(_) => Ok(()),
         }
     }
 
     /// The rows that follow are at `tick` (message ids of queue sinks name it).
     pub fn begin_tick(&mut self, tick: Tick) {
-        if let DestKind::Amqp(p) = &mut self.kind {
-            p.begin_tick(tick);
+        match &mut self.kind {
+            DestKind::Amqp(p) => p.begin_tick(tick),
+            #[cfg(feature = "kafka")]
+            DestKind::Kafka(p) => p.begin_tick(tick),
+            DestKind::File(_) | DestKind::Stdout(_) => {}
         }
     }
 }
@@ -789,6 +818,11 @@ impl Write for Dest {
                 self.bytes += p.write(buf)?;
                 return Ok(());
             }
+            #[cfg(feature = "kafka")]
+            DestKind::Kafka(p) => {
+                self.bytes += p.write(buf)?;
+                return Ok(());
+            }
         }
         self.bytes += buf.len() as u64;
         Ok(())
@@ -799,6 +833,8 @@ impl Write for Dest {
             DestKind::File(w) => w.flush(),
             DestKind::Stdout(w) => w.flush(),
             DestKind::Amqp(p) => p.flush(),
+            #[cfg(feature = "kafka")]
+            DestKind::Kafka(p) => p.flush(),
         }
     }
 }

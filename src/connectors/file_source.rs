@@ -120,7 +120,7 @@ impl ChunkClock {
     }
 
     /// Publishes chunk `index` of a live source as an idle advance: no records, but the source's
-    /// largest event time moves to `max`, so its watermark advances ([`crate::connectors::amqp_source`]).
+    /// largest event time moves to `max`, so its watermark advances ([`crate::connectors::live_source`]).
     pub fn publish_idle(&self, index: u64, max: i64, end: u64) {
         {
             let mut s = self.state.lock().expect("clock lock is never poisoned");

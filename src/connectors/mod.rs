@@ -13,7 +13,15 @@ pub mod dead_letter;
 pub mod file_sink;
 pub mod file_source;
 pub mod jsonl_parse;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_sink;
+#[cfg(feature = "kafka")]
+pub mod kafka_source;
+pub mod live_source;
 pub mod nexmark;
+pub mod outbox;
 pub mod parsed;
 pub mod split;
 
@@ -23,7 +31,7 @@ use crate::spec::{Params, PipelineSpec};
 use std::path::PathBuf;
 
 /// Source types, for `eventflow operators` and did-you-mean.
-pub const SOURCE_TYPES: [(&str, &str); 4] = [
+pub const SOURCE_TYPES: [(&str, &str); 5] = [
     (
         "csv",
         "CSV file with a header row; fields typed by `schema`",
@@ -37,13 +45,17 @@ pub const SOURCE_TYPES: [(&str, &str); 4] = [
         "RabbitMQ queue (AMQP 0-9-1), JSON or CSV payloads typed by `schema`; runs until stopped",
     ),
     (
+        "kafka",
+        "Kafka topic, every partition in order, JSON or CSV payloads; runs until stopped (feature `kafka`)",
+    ),
+    (
         "nexmark",
         "Nexmark benchmark events (person, auction or bid), generated in process",
     ),
 ];
 
 /// Sink types, for `eventflow operators` and did-you-mean.
-pub const SINK_TYPES: [(&str, &str); 4] = [
+pub const SINK_TYPES: [(&str, &str); 5] = [
     ("csv", "CSV file in the output folder, with a header row"),
     ("jsonl", "JSON Lines file in the output folder"),
     (
@@ -53,6 +65,10 @@ pub const SINK_TYPES: [(&str, &str); 4] = [
     (
         "rabbitmq",
         "RabbitMQ queue: one persistent JSON message per update, with publisher confirms",
+    ),
+    (
+        "kafka",
+        "Kafka topic: one JSON message per update, idempotent producer, acks=all (feature `kafka`)",
     ),
 ];
 
@@ -97,18 +113,42 @@ pub struct SourceConfig {
     pub live: Option<LiveConfig>,
 }
 
-/// A live source: a RabbitMQ queue read until the run is stopped.
+/// A live source: a RabbitMQ queue or a Kafka topic read until the run is stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveConfig {
-    /// Broker URL as written (`url`); `None`: `EVENTFLOW_AMQP_URL`, else the local default.
-    pub url: Option<String>,
-    /// Queue to consume.
-    pub queue: String,
-    /// Unacknowledged messages the broker may send ahead (AMQP `basic.qos`).
-    pub prefetch: u16,
+    /// What to read.
+    pub broker: LiveBroker,
     /// With no message for this long (wall clock), the source stops holding back the watermark.
     pub idle_timeout_ms: Option<u64>,
 }
+
+/// The broker of a live source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveBroker {
+    /// A RabbitMQ queue.
+    Amqp {
+        /// Broker URL as written (`url`); `None`: `EVENTFLOW_AMQP_URL`, else the local default.
+        url: Option<String>,
+        /// Queue to consume.
+        queue: String,
+        /// Unacknowledged messages the broker may send ahead (AMQP `basic.qos`).
+        prefetch: u16,
+    },
+    /// A Kafka topic, every partition.
+    Kafka {
+        /// Bootstrap servers as written (`brokers`); `None`: `EVENTFLOW_KAFKA_BROKERS`, else
+        /// `127.0.0.1:9092`.
+        brokers: Option<String>,
+        /// Topic to consume.
+        topic: String,
+        /// Consumer group whose offsets are committed; `None`: `eventflow-PIPELINE-SOURCE`.
+        group: Option<String>,
+    },
+}
+
+/// What a build without the `kafka` feature says about Kafka nodes.
+pub const NO_KAFKA: &str =
+    "built without the kafka feature: cargo build --release --features kafka";
 
 /// A change column: maps each record to +1 (insert) or -1 (retract). The column itself is not
 /// part of the source's output rows, so a retraction cancels the insert of the same row.
@@ -243,16 +283,26 @@ pub enum SinkTarget {
         /// The pipeline's name, the first part of every message id (set by the runtime).
         pipeline: String,
     },
+    /// A Kafka topic.
+    Kafka {
+        /// Bootstrap servers as written; `None`: `EVENTFLOW_KAFKA_BROKERS`, else `127.0.0.1:9092`.
+        brokers: Option<String>,
+        /// Topic the updates are published to.
+        topic: String,
+        /// The pipeline's name, the first part of every message key (set by the runtime).
+        pipeline: String,
+    },
 }
 
 impl SinkTarget {
     /// How the target is shown in the summary and plan: the file, `-` for stdout, or
-    /// `rabbitmq:QUEUE`.
+    /// `rabbitmq:QUEUE`, `kafka:TOPIC`.
     pub fn describe(&self) -> String {
         match self {
             SinkTarget::File(p) => p.display().to_string(),
             SinkTarget::Stdout => "-".into(),
             SinkTarget::Amqp { queue, .. } => format!("rabbitmq:{queue}"),
+            SinkTarget::Kafka { topic, .. } => format!("kafka:{topic}"),
         }
     }
 }
@@ -282,9 +332,36 @@ pub fn configure_source(
     if kind == "nexmark" {
         return nexmark::configure(name, params);
     }
-    let live = kind == "rabbitmq";
+    let live = kind == "rabbitmq" || kind == "kafka";
     let mut idle_span = None;
-    let (path, live_cfg, payload) = if live {
+    let (path, live_cfg, payload) = if kind == "kafka" {
+        let brokers = params.str("brokers").map(|b| b.value);
+        let topic = params.req_str("topic", "\"orders\"");
+        let group = params.str("group").map(|g| g.value);
+        let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
+        let idle = params.duration_ms("idle_timeout");
+        idle_span = idle.as_ref().map(|i| i.span.clone());
+        if cfg!(not(feature = "kafka")) {
+            params.error(
+                Diagnostic::error("E0105", NO_KAFKA)
+                    .at(params.owner_span(), "a kafka source")
+                    .help("build with `--features kafka` (librdkafka is compiled from source)"),
+            );
+        }
+        let path = topic.as_ref().map(|t| crate::spec::Sp {
+            value: format!("kafka:{}", t.value),
+            span: t.span.clone(),
+        });
+        let cfg = topic.map(|t| LiveConfig {
+            broker: LiveBroker::Kafka {
+                brokers,
+                topic: t.value,
+                group,
+            },
+            idle_timeout_ms: idle.map(|i| i.value),
+        });
+        (path, cfg, Some(payload.unwrap_or("json")))
+    } else if live {
         let url = params.str("url").map(|u| u.value);
         let queue = params.req_str("queue", "\"orders\"");
         let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
@@ -307,9 +384,11 @@ pub fn configure_source(
             span: q.span.clone(),
         });
         let cfg = queue.map(|q| LiveConfig {
-            url,
-            queue: q.value,
-            prefetch,
+            broker: LiveBroker::Amqp {
+                url,
+                queue: q.value,
+                prefetch,
+            },
             idle_timeout_ms: idle.map(|i| i.value),
         });
         (path, cfg, Some(payload.unwrap_or("json")))
@@ -589,6 +668,37 @@ pub fn configure_sink(kind: &str, name: &str, params: &mut Params<'_>) -> Option
                     pipeline: String::new(),
                 },
                 path_span: queue.span,
+                mode,
+            })
+        }
+        "kafka" => {
+            let brokers = params.str("brokers").map(|b| b.value);
+            let topic = params.req_str("topic", "\"results\"")?;
+            if cfg!(not(feature = "kafka")) {
+                params.error(
+                    Diagnostic::error("E0105", NO_KAFKA)
+                        .at(params.owner_span(), "a kafka sink")
+                        .help("build with `--features kafka` (librdkafka is compiled from source)"),
+                );
+                return None;
+            }
+            if let (SinkMode::Snapshot, Some(span)) = (mode, mode_span) {
+                params.error(
+                    Diagnostic::error("E0105", "a kafka sink publishes updates only")
+                        .at(span, "`mode = \"snapshot\"` is not supported here")
+                        .help("remove `mode`, or write the snapshot to a file sink"),
+                );
+                return None;
+            }
+            Some(SinkConfig {
+                name: name.into(),
+                format: SinkFormat::Jsonl,
+                target: SinkTarget::Kafka {
+                    brokers,
+                    topic: topic.value,
+                    pipeline: String::new(),
+                },
+                path_span: topic.span,
                 mode,
             })
         }

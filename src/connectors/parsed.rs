@@ -195,6 +195,22 @@ impl fmt::Display for DeadReason {
     }
 }
 
+/// A typed row as a JSON object in schema order: the raw text of a record that was dead only
+/// after parsing (late, or a bad event time).
+pub fn row_json(schema: &crate::record::Schema, row: &[crate::record::Value]) -> String {
+    let mut raw = String::from("{");
+    for (i, (f, v)) in schema.fields.iter().zip(row).enumerate() {
+        if i > 0 {
+            raw.push(',');
+        }
+        crate::record::write_json_string(&f.name, &mut raw);
+        raw.push(':');
+        v.write_json(&mut raw);
+    }
+    raw.push('}');
+    raw
+}
+
 /// Raw record bytes as text for a dead record: lossy UTF-8, cut to at most [`MAX_RAW_BYTES`]
 /// bytes on a character boundary.
 pub fn raw_text(raw: &[u8]) -> String {

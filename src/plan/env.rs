@@ -39,7 +39,7 @@ pub(super) fn check_files(nodes: &[PlanNode], specs: &[&NodeSpec]) -> Vec<Diagno
                         .filter(|c| !matches!(c, std::path::Component::CurDir))
                         .collect(),
                     SinkTarget::Stdout => PathBuf::from("<stdout>"),
-                    SinkTarget::Amqp { .. } => continue,
+                    SinkTarget::Amqp { .. } | SinkTarget::Kafka { .. } => continue,
                 };
                 if RUN_FILES.iter().any(|r| p == Path::new(r)) {
                     diags.push(

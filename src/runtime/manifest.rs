@@ -66,7 +66,7 @@ impl Manifest {
         for node in &plan.nodes {
             match &node.kind {
                 // A queue's contents are not known up front; its messages go into the run's
-                // journal instead (`connectors::amqp_source`).
+                // journal instead (`connectors::live_source`).
                 NodeKind::Source(cfg) if cfg.live.is_some() => {}
                 NodeKind::Source(cfg) => {
                     let (length, hash) = match &cfg.format {

@@ -86,7 +86,7 @@ pub struct RunOptions {
 /// A source's reader threads: a file's splitter and parsers, or a queue consumer.
 enum SourceReader {
     File(FileSourceReader),
-    Live(crate::connectors::amqp_source::AmqpSourceReader),
+    Live(crate::connectors::live_source::LiveSourceReader),
 }
 
 impl SourceReader {
@@ -126,7 +126,7 @@ impl SourceReader {
             SourceReader::Live(_) => 0,
         }
     }
-    fn live_stats(&self) -> Option<Arc<crate::connectors::amqp_source::LiveStats>> {
+    fn live_stats(&self) -> Option<Arc<crate::connectors::live_source::LiveStats>> {
         match self {
             SourceReader::File(_) => None,
             SourceReader::Live(r) => Some(r.stats.clone()),
@@ -435,7 +435,9 @@ fn start_outputs(
         };
         // A queue sink names its messages after the pipeline.
         let mut cfg = cfg.clone();
-        if let SinkTarget::Amqp { pipeline, .. } = &mut cfg.target {
+        if let SinkTarget::Amqp { pipeline, .. } | SinkTarget::Kafka { pipeline, .. } =
+            &mut cfg.target
+        {
             pipeline.clone_from(&plan.name);
         }
         let cfg = &cfg;
@@ -462,7 +464,7 @@ fn start_outputs(
             }),
         )
         .map_err(|e| match &cfg.target {
-            SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),
+            SinkTarget::Amqp { .. } | SinkTarget::Kafka { .. } => RunError::Broker(e.to_string()),
             _ => io_err("cannot create output file", &path)(e),
         })?;
         writers.insert(i, w);
@@ -578,7 +580,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         BTreeMap::new();
     let mut publish_wakers: BTreeMap<usize, Arc<SourceWakers>> = BTreeMap::new();
     // Every source's clock, so that an idle live source can follow the others' watermarks.
-    let clocks = Arc::new(crate::connectors::amqp_source::SourceClocks::default());
+    let clocks = Arc::new(crate::connectors::live_source::SourceClocks::default());
     let broker_error: Arc<Mutex<Option<String>>> = Arc::default();
     // Live sources run in a single process only (the planner refuses them in a cluster), where
     // the outputs and their recovery state exist before any reader starts.
@@ -587,7 +589,8 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         match &node.kind {
             NodeKind::Source(cfg) if cfg.live.is_some() => {
                 let wakers = Arc::new(SourceWakers::new(workers));
-                let ctx = crate::connectors::amqp_source::LiveContext {
+                let ctx = crate::connectors::live_source::LiveContext {
+                    pipeline: plan.name.clone(),
                     journal: prepared.map(|_| {
                         opts.out_dir
                             .join(recovery::DIR)
@@ -609,7 +612,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                     error: broker_error.clone(),
                     clocks: clocks.clone(),
                 };
-                let reader = crate::connectors::amqp_source::AmqpSourceReader::start(
+                let reader = crate::connectors::live_source::LiveSourceReader::start(
                     cfg,
                     &node.needed,
                     workers,
@@ -834,6 +837,9 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 failure: worker_failure.clone(),
                                 interrupt: worker_interrupt.clone(),
                                 live: cfg.live.is_some(),
+                                partitioned: cfg.live.as_ref().is_some_and(|l| {
+                                    matches!(l.broker, crate::connectors::LiveBroker::Kafka { .. })
+                                }),
                             };
                             colls[fusion.produces] = Some(match &fusion.aggregate {
                                 Some(p) => {
@@ -1025,7 +1031,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         };
         let path = cfg.target.describe();
         let stats = writer.finish().map_err(|e| match &cfg.target {
-            SinkTarget::Amqp { .. } => RunError::Broker(e.to_string()),
+            SinkTarget::Amqp { .. } | SinkTarget::Kafka { .. } => RunError::Broker(e.to_string()),
             _ => io_err("cannot write output file", &opts.out_dir.join(&path))(e),
         })?;
         sinks.push(SinkSummary {
@@ -1179,7 +1185,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
 type Progress = (
     u64,
     Arc<SourceMetrics>,
-    Option<Arc<crate::connectors::amqp_source::LiveStats>>,
+    Option<Arc<crate::connectors::live_source::LiveStats>>,
 );
 
 fn report_progress(sources: Vec<Progress>, done: Arc<AtomicBool>, started: Instant) {
@@ -1208,7 +1214,7 @@ fn report_progress(sources: Vec<Progress>, done: Arc<AtomicBool>, started: Insta
         let mut msg = format!("{records} records, {:.2} M events/s", rate / 1e6);
         let live: Vec<_> = sources.iter().filter_map(|s| s.2.as_ref()).collect();
         if !live.is_empty() {
-            let get = |f: fn(&crate::connectors::amqp_source::LiveStats) -> u64| -> u64 {
+            let get = |f: fn(&crate::connectors::live_source::LiveStats) -> u64| -> u64 {
                 live.iter().map(|s| f(s)).sum()
             };
             msg.push_str(&format!(

@@ -295,7 +295,7 @@ fn updates_files(plan: &Plan) -> impl Iterator<Item = (&str, &PathBuf)> {
     plan.nodes.iter().filter_map(|n| match &n.kind {
         NodeKind::Sink(cfg) if cfg.mode == SinkMode::Updates => match &cfg.target {
             SinkTarget::File(rel) => Some((n.name.as_str(), rel)),
-            SinkTarget::Stdout | SinkTarget::Amqp { .. } => None,
+            SinkTarget::Stdout | SinkTarget::Amqp { .. } | SinkTarget::Kafka { .. } => None,
         },
         _ => None,
     })

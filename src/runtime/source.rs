@@ -95,6 +95,10 @@ pub struct SourceTask {
     /// A live source: its reader publishes a chunk only after sending it, so a worker with an
     /// empty channel may follow the published watermark without records of its own.
     pub live: bool,
+    /// A partitioned live source (Kafka): its reader decided lateness per partition and sent
+    /// late records as dead records with reason `late`; the clock carries the source's
+    /// watermark (the smallest over partitions), which records do not move.
+    pub partitioned: bool,
 }
 
 /// Where a source operator puts accepted rows: straight into its output, or into a pre-aggregating
@@ -287,6 +291,16 @@ fn process_chunk<E: Emitter>(
 ) -> Tick {
     let m = &task.metrics;
     let batch = &mut chunk.batch;
+    if task.partitioned && batch.dead.iter().any(|d| d.reason == DeadReason::Late) {
+        // Late by its partition's watermark: dead-lettered whatever `on_error` says.
+        let (mut gone, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.dead)
+            .into_iter()
+            .partition(|d| d.reason == DeadReason::Late);
+        batch.dead = rest;
+        m.read.fetch_add(gone.len() as u64, Ordering::Relaxed);
+        m.dead.fetch_add(gone.len() as u64, Ordering::Relaxed);
+        late.append(&mut gone);
+    }
     let dead = batch.dead.len() as u64;
     m.read
         .fetch_add(batch.len() as u64 + dead, Ordering::Relaxed);
@@ -340,7 +354,7 @@ fn process_chunk<E: Emitter>(
                         continue;
                     }
                 };
-                if let Some(max) = running_max {
+                if let Some(max) = running_max.filter(|_| !task.partitioned) {
                     let watermark = max - lateness as i64;
                     if t < watermark {
                         rejected += 1;
@@ -367,7 +381,9 @@ fn process_chunk<E: Emitter>(
                         continue;
                     }
                 }
-                running_max = Some(running_max.map_or(t, |m| m.max(t)));
+                if !task.partitioned {
+                    running_max = Some(running_max.map_or(t, |m| m.max(t)));
+                }
                 t as u64
             }
             // A table in an event-time pipeline: every row holds from time zero.
@@ -424,20 +440,10 @@ fn dead_record(
     reason: DeadReason,
     detail: String,
 ) -> DeadRecord {
-    let mut raw = String::from("{");
-    for (i, (f, v)) in task.schema.fields.iter().zip(row).enumerate() {
-        if i > 0 {
-            raw.push(',');
-        }
-        crate::record::write_json_string(&f.name, &mut raw);
-        raw.push(':');
-        v.write_json(&mut raw);
-    }
-    raw.push('}');
     DeadRecord {
         line,
         position,
-        raw,
+        raw: crate::connectors::parsed::row_json(&task.schema, row),
         reason,
         detail,
     }

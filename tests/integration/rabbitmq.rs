@@ -5,11 +5,14 @@
 //! `scripts/rabbitmq.sh start` starts one). Without a broker these tests print a notice and
 //! pass, unless `CI` is set (then they fail); `EVENTFLOW_AMQP_URL=none` skips them on purpose.
 
-use super::support::{bin, generate_orders, orders_revenue_pipeline, root};
+use super::support::{
+    assert_same_file, bin, commits, generate_orders, notice, orders_revenue_pipeline, reference,
+    root, run_to_end, start_run as start, summary, unique_name,
+};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Broker tests run one at a time: one of them restarts the broker.
@@ -45,19 +48,9 @@ fn broker(test: &str) -> Option<String> {
     None
 }
 
-/// Prints a notice past the test harness's output capture, so a skip is seen.
-fn notice(text: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "notice: {text}");
-}
-
 /// A queue name no other test (or earlier run) uses.
 fn queue(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("eventflow-test-{test}-{}-{nanos}", std::process::id())
+    unique_name(test)
 }
 
 /// Messages waiting in `queue` (ready, not delivered).
@@ -128,49 +121,6 @@ fn rabbit_pipeline(dir: &Path, queue: &str, url: &str) -> PathBuf {
     path
 }
 
-fn run_to_end(pipeline: &Path, out: &Path, workers: &str, extra: &[&str]) -> String {
-    let o = Command::new(bin())
-        .args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--quiet",
-            "-w",
-            workers,
-            "--out",
-        ])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "run failed: {stderr}");
-    stderr
-}
-
-fn summary(out: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
-}
-
-fn assert_same_file(a: &Path, b: &Path) {
-    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    assert!(
-        x == y,
-        "{} and {} differ ({} vs {} bytes)",
-        a.display(),
-        b.display(),
-        x.len(),
-        y.len()
-    );
-}
-
-/// Runs the file pipeline over `data` into `dir/file`, the reference.
-fn reference(dir: &Path, data: &Path) -> PathBuf {
-    let out = dir.join("file");
-    let p = orders_revenue_pipeline(dir, data);
-    run_to_end(&p, &out, "1", &[]);
-    out
-}
-
 #[test]
 fn rabbitmq_source_gives_the_file_pipelines_outputs_and_empties_the_queue() {
     let _broker = exclusive();
@@ -206,31 +156,6 @@ fn rabbitmq_source_gives_the_file_pipelines_outputs_and_empties_the_queue() {
         assert_eq!(queue_len(&url, &q), 0, "every message acknowledged");
         delete_queue(&url, &q);
     }
-}
-
-fn start(pipeline: &Path, out: &Path, extra: &[&str]) -> Child {
-    Command::new(bin())
-        .args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--quiet",
-            "-w",
-            "2",
-            "--out",
-        ])
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Lines of the commit log naming a sink.
-fn commits(out: &Path) -> usize {
-    std::fs::read_to_string(out.join(".eventflow/commits.log"))
-        .map(|t| t.lines().filter(|l| l.contains("\"sink\"")).count())
-        .unwrap_or(0)
 }
 
 #[test]

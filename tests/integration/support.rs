@@ -69,3 +69,80 @@ pub fn run_pipeline(file: &Path, workers: usize, out: &Path) -> RunSummary {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
+
+// Broker tests (rabbitmq, kafka): runs of the binary, their summaries and commits.
+
+/// Prints a notice past the test harness's output capture, so a skip is seen.
+pub fn notice(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "notice: {text}");
+}
+
+/// A queue or topic name no other test (or earlier run) uses.
+pub fn unique_name(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("eventflow-test-{test}-{}-{nanos}", std::process::id())
+}
+
+/// `eventflow run PIPELINE --quiet -w WORKERS --out OUT EXTRA…`, which must succeed; its stderr.
+pub fn run_to_end(pipeline: &Path, out: &Path, workers: &str, extra: &[&str]) -> String {
+    let o = std::process::Command::new(bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "-w", workers])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "run failed: {stderr}");
+    stderr
+}
+
+/// Starts `eventflow run PIPELINE --quiet -w 2 --out OUT EXTRA…` with stderr piped.
+pub fn start_run(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "-w", "2"])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A run's `summary.json`.
+pub fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Fails unless the two files hold the same bytes.
+pub fn assert_same_file(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert!(
+        x == y,
+        "{} and {} differ ({} vs {} bytes)",
+        a.display(),
+        b.display(),
+        x.len(),
+        y.len()
+    );
+}
+
+/// Runs the file pipeline `orders_revenue` over `data` into `dir/file`, the reference.
+pub fn reference(dir: &Path, data: &Path) -> PathBuf {
+    let out = dir.join("file");
+    let p = orders_revenue_pipeline(dir, data);
+    run_to_end(&p, &out, "1", &[]);
+    out
+}
+
+/// Lines of a run's commit log naming a sink.
+pub fn commits(out: &Path) -> usize {
+    std::fs::read_to_string(out.join(".eventflow/commits.log"))
+        .map(|t| t.lines().filter(|l| l.contains("\"sink\"")).count())
+        .unwrap_or(0)
+}
