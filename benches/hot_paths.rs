@@ -51,7 +51,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventflow::connectors::csv_parse::{parse_chunk, CsvLayout};
-use eventflow::connectors::file_sink::{consolidate, LineFormat};
+use eventflow::connectors::file_sink::{consolidate, LineFormat, SortScratch};
 use eventflow::connectors::parsed::ParsedBatch;
 use eventflow::connectors::split::{line_at, read_header, Chunk, Splitter};
 use eventflow::connectors::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
@@ -341,7 +341,8 @@ fn output_writing(c: &mut Criterion) {
     });
     group.bench_function("lines_updates", |b| {
         let (format, updates) = orders_tick();
-        b.iter(|| black_box(format.encode_tick(0, &updates)));
+        let mut scratch = SortScratch::default();
+        b.iter(|| black_box(format.encode_tick(0, &updates, true, &mut scratch)));
     });
     // The same tick the way sinks did it before order keys: sort and sum the rows themselves
     // (`consolidate`), then encode each line. `lines_updates` against this is the sort's gain.

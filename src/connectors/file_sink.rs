@@ -111,6 +111,15 @@ impl Lines {
     }
 }
 
+/// The buffers [`LineFormat::encode_tick`] sorts with, kept by each worker's sink operator so
+/// that a tick does not fault in fresh pages for them.
+#[derive(Default)]
+pub struct SortScratch {
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    order: Vec<(u128, usize)>,
+}
+
 /// How a sink turns a row into one line of its file. Workers get a copy, so that they encode
 /// their own updates; the writer only merges and copies bytes.
 #[derive(Clone, Debug)]
@@ -214,13 +223,26 @@ impl LineFormat {
     /// Consolidates one tick's updates (in any order, rows possibly repeated) and encodes them
     /// sorted by row. Sorting goes by order key ([`write_order_key`]) with its first 16 bytes
     /// inline in the sorted array, so that most comparisons touch neither the rows nor the keys.
-    pub fn encode_tick(&self, tick: Tick, rows: &[(Row, Diff)]) -> Lines {
-        let mut keys = Vec::with_capacity(rows.len() * 32);
-        let mut key_ends = Vec::with_capacity(rows.len());
-        let mut order: Vec<(u128, usize)> = Vec::with_capacity(rows.len());
+    /// With `keyed`, the lines carry their keys (for a writer that merges several workers'
+    /// parts). `scratch` holds the sort's buffers from one tick to the next.
+    pub fn encode_tick(
+        &self,
+        tick: Tick,
+        rows: &[(Row, Diff)],
+        keyed: bool,
+        scratch: &mut SortScratch,
+    ) -> Lines {
+        let SortScratch {
+            keys,
+            key_ends,
+            order,
+        } = scratch;
+        keys.clear();
+        key_ends.clear();
+        order.clear();
         for (i, (row, _)) in rows.iter().enumerate() {
             let start = keys.len();
-            write_order_key(row, &mut keys);
+            write_order_key(row, keys);
             key_ends.push(keys.len());
             let mut prefix = [0u8; 16];
             let head = &keys[start..keys.len().min(start + 16)];
@@ -235,7 +257,9 @@ impl LineFormat {
             unequal => unequal,
         });
         let mut lines = Lines::default();
-        lines.keys.reserve(keys.len());
+        if keyed {
+            lines.keys.reserve(keys.len());
+        }
         let mut time = String::new();
         self.time.write_tick(tick, &mut time);
         let mut i = 0;
@@ -257,11 +281,15 @@ impl LineFormat {
                         .text
                         .reserve(lines.text.len() * (order.len() - i) * 5 / 4);
                     lines.ends.reserve_exact(order.len() - i);
-                    lines.key_ends.reserve_exact(order.len() - i);
+                    if keyed {
+                        lines.key_ends.reserve_exact(order.len() - i);
+                    }
                 }
                 lines.ends.push(lines.text.len());
-                lines.keys.extend_from_slice(key(first));
-                lines.key_ends.push(lines.keys.len());
+                if keyed {
+                    lines.keys.extend_from_slice(key(first));
+                    lines.key_ends.push(lines.keys.len());
+                }
             }
             i = next;
         }
@@ -895,6 +923,15 @@ impl Encoder {
                 return self.out.write_all(lines.text.as_bytes());
             }
         }
+        // Lines without rows or keys come from a sole worker (handled above): several such
+        // parts could not be merged.
+        if parts.iter().any(|(rows, lines)| {
+            rows.is_empty() && lines.as_ref().is_some_and(|l| !l.keyed())
+        }) {
+            return Err(std::io::Error::other(
+                "sink writer: several workers sent parts without order keys",
+            ));
+        }
         // Encoded, keyed parts (what workers send): merged by order key.
         if parts
             .iter()
@@ -1210,7 +1247,9 @@ mod tests {
                 let part = |p: &Vec<(Row, Diff)>| {
                     (
                         if rows { p.clone() } else { Vec::new() },
-                        lines.then(|| line_format.encode_tick(20, p)),
+                        lines.then(|| {
+                            line_format.encode_tick(20, p, true, &mut SortScratch::default())
+                        }),
                     )
                 };
                 enc.write_parts(20, vec![part(&a), part(&b), part(&c)])
@@ -1255,7 +1294,7 @@ mod tests {
         }
         rows.push((row(100, "gone", 0.0), 2));
         rows.push((row(100, "gone", 0.0), -2));
-        let lines = format.encode_tick(30, &rows);
+        let lines = format.encode_tick(30, &rows, true, &mut SortScratch::default());
         let mut expected = rows.clone();
         consolidate(&mut expected);
         let mut text = String::new();

@@ -314,24 +314,26 @@ fn combine<'s>(
 /// process writes no outputs). In a cluster of `to_process_zero = Some(workers)` workers per
 /// process, the updates first go to process 0's workers, spread over them by a hash of the row;
 /// the writer merges the parts of its local workers as in a single process.
-/// With `lines`, each part goes out encoded, with order keys, instead of as rows: the writer
-/// merges the parts by key and copies bytes, and the rows are freed by the worker that made them.
+/// With `lines`, each part goes out encoded instead of as rows, and the rows are freed by the
+/// worker that made them; with `keyed` (the writer merges several workers' parts) the lines
+/// carry order keys, by which the writer merges them.
 fn render_sink(
     rows: Coll<'_>,
     sender: Option<Sender<SinkMsg>>,
     worker: usize,
     to_process_zero: Option<usize>,
     lines: Option<file_sink::LineFormat>,
+    keyed: bool,
 ) {
     match to_process_zero {
-        None => sink_with(rows, Pipeline, sender, worker, lines),
+        None => sink_with(rows, Pipeline, sender, worker, lines, keyed),
         Some(workers) => {
             let hasher = foldhash::fast::FixedState::with_seed(0);
             let route = move |(row, _, _): &(Row, Tick, Diff)| {
                 use std::hash::BuildHasher;
                 hasher.hash_one(row) % workers as u64
             };
-            sink_with(rows, Exchange::new(route), sender, worker, lines)
+            sink_with(rows, Exchange::new(route), sender, worker, lines, keyed)
         }
     }
 }
@@ -342,11 +344,13 @@ fn sink_with<P>(
     sender: Option<Sender<SinkMsg>>,
     worker: usize,
     lines: Option<file_sink::LineFormat>,
+    keyed: bool,
 ) where
     P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
 {
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
+    let mut scratch = file_sink::SortScratch::default();
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             // Updates come in runs of one tick: look the tick up once per run.
@@ -374,7 +378,7 @@ fn sink_with<P>(
             let (tick, mut rows) = entry.remove_entry();
             let part = match &lines {
                 Some(format) => {
-                    let lines = format.encode_tick(tick, &rows);
+                    let lines = format.encode_tick(tick, &rows, keyed, &mut scratch);
                     drop(rows); // freed here, by the thread that made the rows
                     (!lines.ends.is_empty()).then_some(SinkMsg::Part {
                         tick,
@@ -892,6 +896,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 local,
                                 to_process_zero,
                                 shared.lines[&i].clone(),
+                                workers > 1,
                             );
                         }
                     }
