@@ -925,9 +925,10 @@ impl Encoder {
         }
         // Lines without rows or keys come from a sole worker (handled above): several such
         // parts could not be merged.
-        if parts.iter().any(|(rows, lines)| {
-            rows.is_empty() && lines.as_ref().is_some_and(|l| !l.keyed())
-        }) {
+        if parts
+            .iter()
+            .any(|(rows, lines)| rows.is_empty() && lines.as_ref().is_some_and(|l| !l.keyed()))
+        {
             return Err(std::io::Error::other(
                 "sink writer: several workers sent parts without order keys",
             ));
