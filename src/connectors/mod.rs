@@ -322,6 +322,60 @@ pub struct SinkConfig {
     pub mode: SinkMode,
 }
 
+/// A Kafka source's broker settings, with the label its input is known by (`kafka:TOPIC`).
+fn kafka_settings(params: &mut Params<'_>) -> Option<(crate::spec::Sp<String>, LiveBroker)> {
+    let brokers = params.str("brokers").map(|b| b.value);
+    let topic = params.req_str("topic", "\"orders\"");
+    let group = params.str("group").map(|g| g.value);
+    if cfg!(not(feature = "kafka")) {
+        params.error(
+            Diagnostic::error("E0105", NO_KAFKA)
+                .at(params.owner_span(), "a kafka source")
+                .help("build with `--features kafka` (librdkafka is compiled from source)"),
+        );
+    }
+    let topic = topic?;
+    let label = crate::spec::Sp {
+        value: format!("kafka:{}", topic.value),
+        span: topic.span.clone(),
+    };
+    let broker = LiveBroker::Kafka {
+        brokers,
+        topic: topic.value,
+        group,
+    };
+    Some((label, broker))
+}
+
+/// A RabbitMQ source's broker settings, with the label its input is known by
+/// (`rabbitmq:QUEUE`).
+fn amqp_settings(params: &mut Params<'_>) -> Option<(crate::spec::Sp<String>, LiveBroker)> {
+    let url = params.str("url").map(|u| u.value);
+    let queue = params.req_str("queue", "\"orders\"");
+    let prefetch = match params.u64("prefetch") {
+        Some(p) if p.value == 0 || p.value > u16::MAX as u64 => {
+            params.error(
+                Diagnostic::error("E0105", "`prefetch` must be between 1 and 65535")
+                    .at(p.span.clone(), "out of range"),
+            );
+            1000
+        }
+        Some(p) => p.value as u16,
+        None => 1000,
+    };
+    let queue = queue?;
+    let label = crate::spec::Sp {
+        value: format!("rabbitmq:{}", queue.value),
+        span: queue.span.clone(),
+    };
+    let broker = LiveBroker::Amqp {
+        url,
+        queue: queue.value,
+        prefetch,
+    };
+    Some((label, broker))
+}
+
 /// Reads a source's settings. `kind` has been checked against [`SOURCE_TYPES`].
 pub fn configure_source(
     kind: &str,
@@ -334,61 +388,19 @@ pub fn configure_source(
     }
     let live = kind == "rabbitmq" || kind == "kafka";
     let mut idle_span = None;
-    let (path, live_cfg, payload) = if kind == "kafka" {
-        let brokers = params.str("brokers").map(|b| b.value);
-        let topic = params.req_str("topic", "\"orders\"");
-        let group = params.str("group").map(|g| g.value);
-        let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
-        let idle = params.duration_ms("idle_timeout");
-        idle_span = idle.as_ref().map(|i| i.span.clone());
-        if cfg!(not(feature = "kafka")) {
-            params.error(
-                Diagnostic::error("E0105", NO_KAFKA)
-                    .at(params.owner_span(), "a kafka source")
-                    .help("build with `--features kafka` (librdkafka is compiled from source)"),
-            );
-        }
-        let path = topic.as_ref().map(|t| crate::spec::Sp {
-            value: format!("kafka:{}", t.value),
-            span: t.span.clone(),
-        });
-        let cfg = topic.map(|t| LiveConfig {
-            broker: LiveBroker::Kafka {
-                brokers,
-                topic: t.value,
-                group,
-            },
-            idle_timeout_ms: idle.map(|i| i.value),
-        });
-        (path, cfg, Some(payload.unwrap_or("json")))
-    } else if live {
-        let url = params.str("url").map(|u| u.value);
-        let queue = params.req_str("queue", "\"orders\"");
-        let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
-        let prefetch = params.u64("prefetch");
-        let idle = params.duration_ms("idle_timeout");
-        idle_span = idle.as_ref().map(|i| i.span.clone());
-        let prefetch = match prefetch {
-            Some(p) if p.value == 0 || p.value > u16::MAX as u64 => {
-                params.error(
-                    Diagnostic::error("E0105", "`prefetch` must be between 1 and 65535")
-                        .at(p.span.clone(), "out of range"),
-                );
-                1000
-            }
-            Some(p) => p.value as u16,
-            None => 1000,
+    let (path, live_cfg, payload) = if live {
+        // The broker's own settings, then those every live source has.
+        let broker = if kind == "kafka" {
+            kafka_settings(params)
+        } else {
+            amqp_settings(params)
         };
-        let path = queue.as_ref().map(|q| crate::spec::Sp {
-            value: format!("rabbitmq:{}", q.value),
-            span: q.span.clone(),
-        });
-        let cfg = queue.map(|q| LiveConfig {
-            broker: LiveBroker::Amqp {
-                url,
-                queue: q.value,
-                prefetch,
-            },
+        let payload = params.choice("format", &["json", "csv"]).map(|f| f.value);
+        let idle = params.duration_ms("idle_timeout");
+        idle_span = idle.as_ref().map(|i| i.span.clone());
+        let path = broker.as_ref().map(|(label, _)| label.clone());
+        let cfg = broker.map(|(_, broker)| LiveConfig {
+            broker,
             idle_timeout_ms: idle.map(|i| i.value),
         });
         (path, cfg, Some(payload.unwrap_or("json")))
