@@ -229,14 +229,23 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let total = opts.workers.len() * opts.repeat;
     let mut runs = Vec::with_capacity(total);
     let mut generator = None;
-    for &workers in &opts.workers {
-        for run in 1..=opts.repeat {
+    // Worker counts take turns (1, 2, 1, 2, …) so that a machine whose speed drifts during
+    // the bench slows every count alike.
+    for run in 1..=opts.repeat {
+        for &workers in &opts.workers {
             let label = format!(
                 "run {}/{total} ({workers} worker{}, #{run})",
                 runs.len() + 1,
                 if workers == 1 { "" } else { "s" }
             );
             let out = tmp.0.join(format!("w{workers}-r{run}"));
+            // The previous run's output may still be on its way to disk: finish that first, so
+            // that it does not slow this run.
+            #[cfg(unix)]
+            // SAFETY: `sync` takes no arguments and cannot fail.
+            unsafe {
+                libc::sync()
+            };
             let summary = run_child(&opts.exe, &pipeline_file, workers, &out, &label)?;
             let _ = std::fs::remove_dir_all(&out);
             ensure!(
@@ -276,6 +285,8 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             });
         }
     }
+    // Reported grouped by worker count, in the order asked for.
+    runs.sort_by_key(|r| (opts.workers.iter().position(|&w| w == r.workers), r.run));
     let groups = opts
         .workers
         .iter()

@@ -319,21 +319,20 @@ fn combine<'s>(
 /// carry order keys, by which the writer merges them.
 fn render_sink(
     rows: Coll<'_>,
-    sender: Option<Sender<SinkMsg>>,
+    sender: Option<ToWriter>,
     worker: usize,
     to_process_zero: Option<usize>,
     lines: Option<file_sink::LineFormat>,
-    keyed: bool,
 ) {
     match to_process_zero {
-        None => sink_with(rows, Pipeline, sender, worker, lines, keyed),
+        None => sink_with(rows, Pipeline, sender, worker, lines),
         Some(workers) => {
             let hasher = foldhash::fast::FixedState::with_seed(0);
             let route = move |(row, _, _): &(Row, Tick, Diff)| {
                 use std::hash::BuildHasher;
                 hasher.hash_one(row) % workers as u64
             };
-            sink_with(rows, Exchange::new(route), sender, worker, lines, keyed)
+            sink_with(rows, Exchange::new(route), sender, worker, lines)
         }
     }
 }
@@ -341,22 +340,25 @@ fn render_sink(
 fn sink_with<P>(
     rows: Coll<'_>,
     pact: P,
-    sender: Option<Sender<SinkMsg>>,
+    sender: Option<ToWriter>,
     worker: usize,
     lines: Option<file_sink::LineFormat>,
-    keyed: bool,
 ) where
     P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
 {
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
-    let mut scratch = file_sink::SortScratch::default();
+    // The last written tick's buffer, emptied, for the next tick's updates: a tick of a million
+    // updates would otherwise grow a fresh vector by doubling, faulting in new pages each time.
+    let mut spare_rows: Vec<(Row, Diff)> = Vec::new();
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             // Updates come in runs of one tick: look the tick up once per run.
             let mut updates = data.drain(..).peekable();
             while let Some((row, t, d)) = updates.next() {
-                let rows = stash.entry(t).or_default();
+                let rows = stash
+                    .entry(t)
+                    .or_insert_with(|| std::mem::take(&mut spare_rows));
                 if rows.is_empty() {
                     rows.reserve(1024);
                 }
@@ -366,7 +368,7 @@ fn sink_with<P>(
                 }
             }
         });
-        let Some(sender) = &sender else {
+        let Some((sender, spare)) = &sender else {
             stash.clear(); // in a cluster, nothing reaches a process other than 0
             return;
         };
@@ -378,8 +380,12 @@ fn sink_with<P>(
             let (tick, mut rows) = entry.remove_entry();
             let part = match &lines {
                 Some(format) => {
-                    let lines = format.encode_tick(tick, &rows, keyed, &mut scratch);
-                    drop(rows); // freed here, by the thread that made the rows
+                    let mut lines = spare.try_recv().unwrap_or_default();
+                    format.encode_tick(tick, &rows, &mut lines);
+                    rows.clear(); // the rows are freed here, by the thread that made them
+                    if rows.capacity() > spare_rows.capacity() {
+                        spare_rows = rows;
+                    }
                     (!lines.ends.is_empty()).then_some(SinkMsg::Part {
                         tick,
                         rows: Vec::new(),
@@ -406,8 +412,11 @@ fn sink_with<P>(
     });
 }
 
-/// A sink's channel from the workers to its writer.
-type SinkChannel = (Sender<SinkMsg>, crossbeam_channel::Receiver<SinkMsg>);
+/// A worker's ends of a sink's channels: parts go to the writer, spare line buffers come back.
+type ToWriter = (
+    Sender<SinkMsg>,
+    crossbeam_channel::Receiver<file_sink::Lines>,
+);
 
 /// Creates the output folder, prepares crash recovery as `decision` says and starts the sink
 /// writers on `channels`.
@@ -416,7 +425,7 @@ fn start_outputs(
     opts: &RunOptions,
     workers: usize,
     decision: recovery::Decision,
-    channels: BTreeMap<usize, SinkChannel>,
+    channels: BTreeMap<usize, file_sink::SinkChannel>,
     interrupt: &Arc<Interrupt>,
     stop: &Arc<AtomicBool>,
 ) -> Result<(Option<recovery::Prepared>, BTreeMap<usize, SinkWriter>), RunError> {
@@ -557,15 +566,17 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
             signal_hook::flag::register_usize(s, interrupt.signal.clone(), s as usize).ok()
         })
         .collect();
-    let channels: BTreeMap<usize, SinkChannel> = plan
+    let channels: BTreeMap<usize, file_sink::SinkChannel> = plan
         .nodes
         .iter()
         .enumerate()
         .filter(|(_, n)| writes && matches!(n.kind, NodeKind::Sink(_)))
-        .map(|(i, _)| (i, file_sink::channel()))
+        .map(|(i, _)| (i, file_sink::channel(workers)))
         .collect();
-    let senders: BTreeMap<usize, Sender<SinkMsg>> =
-        channels.iter().map(|(&i, c)| (i, c.0.clone())).collect();
+    let senders: BTreeMap<usize, ToWriter> = channels
+        .iter()
+        .map(|(&i, c)| (i, (c.parts.0.clone(), c.spare.1.clone())))
+        .collect();
     let mut channels = Some(channels);
     let mut outputs = None;
     if cluster.is_none() {
@@ -670,7 +681,7 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
         wakers: BTreeMap<usize, Arc<SourceWakers>>,
         publish_wakers: BTreeMap<usize, Arc<SourceWakers>>,
         metrics: BTreeMap<usize, Arc<SourceMetrics>>,
-        senders: Mutex<Option<BTreeMap<usize, Sender<SinkMsg>>>>,
+        senders: Mutex<Option<BTreeMap<usize, ToWriter>>>,
         /// Global worker 0 in a cluster: the other processes' reports.
         reports: Mutex<Vec<cluster::Report>>,
         lines: BTreeMap<usize, Option<file_sink::LineFormat>>,
@@ -896,7 +907,6 @@ pub fn run(plan: Arc<Plan>, opts: &RunOptions) -> Result<RunSummary, RunError> {
                                 local,
                                 to_process_zero,
                                 shared.lines[&i].clone(),
-                                workers > 1,
                             );
                         }
                     }
