@@ -519,6 +519,11 @@ impl AggregatePlan {
     /// Writes the group key of `row` into `key` (cleared first).
     pub fn key_into(&self, row: &[Value], key: &mut Row) {
         key.clear();
+        self.push_key(row, key);
+    }
+
+    /// Appends `row`'s group key to `key`.
+    fn push_key(&self, row: &[Value], key: &mut Row) {
         key.extend(
             self.keys
                 .iter()
@@ -664,25 +669,30 @@ impl Combiner {
                     return; // no event time: belongs to no window
                 };
                 let closing = self.closing_tick_ms.filter(|_| emit == Emit::Final);
+                // The group key is made once, after a slot for each window's start.
+                self.key.clear();
+                self.key.push(Value::Null);
+                self.plan.push_key(row, &mut self.key);
                 let mut start = t - t.rem_euclid(slide);
                 while start > t - size {
                     let at = match closing {
                         Some(tick_ms) => ((start + size).max(0) as u64).div_ceil(tick_ms) * tick_ms,
                         None => tick,
                     };
-                    self.add_keyed(at, Some(start), row, diff);
+                    self.key[0] = Value::Time(start);
+                    self.add_keyed(at, row, diff);
                     start -= slide;
                 }
             }
-            _ => self.add_keyed(tick, None, row, diff),
+            _ => {
+                self.plan.key_into(row, &mut self.key);
+                self.add_keyed(tick, row, diff)
+            }
         }
     }
 
-    fn add_keyed(&mut self, tick: Tick, window_start: Option<i64>, row: &[Value], diff: Diff) {
-        self.plan.key_into(row, &mut self.key);
-        if let Some(s) = window_start {
-            self.key.insert(0, Value::Time(s));
-        }
+    /// Folds `row` into the state of group `self.key` at `tick`.
+    fn add_keyed(&mut self, tick: Tick, row: &[Value], diff: Diff) {
         let groups = self.ticks.entry(tick).or_default();
         if let Some(state) = groups.get_mut(self.key.as_slice()) {
             self.plan.fold(state, row, diff);
