@@ -18,6 +18,8 @@
 //! per run and `bench.svg`, a bar chart of the median events/s per worker count with min–max
 //! whiskers.
 
+mod calibration;
+
 use crate::generate::clickstream::{write_clickstream_csv, ClickstreamConfig};
 use crate::generate::{write_orders_csv, OrdersConfig};
 use crate::spec::{PipelineSpec, Role, TomlValue};
@@ -85,6 +87,9 @@ pub struct BenchRun {
     pub cpu_seconds: f64,
     /// Peak resident memory of the child (bytes; 0 where unknown).
     pub peak_memory_bytes: u64,
+    /// What `workers` plain threads did, times the work of one, measured just before the run
+    /// (1.0 for one worker): the most the run could scale by on this machine at that moment.
+    pub machine_speedup: f64,
 }
 
 /// The runs of one worker count, summarised.
@@ -107,6 +112,8 @@ pub struct BenchGroup {
     /// Median events per CPU-second (user + system time of all the run's threads): what one
     /// fully used core processes, steadier than wall time on a shared machine.
     pub per_cpu_second: f64,
+    /// Median of the runs' [`BenchRun::machine_speedup`].
+    pub machine_speedup: f64,
 }
 
 /// The result of a benchmark.
@@ -246,6 +253,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             unsafe {
                 libc::sync()
             };
+            let machine_speedup = calibration::machine_speedup(workers);
             let summary = run_child(&opts.exe, &pipeline_file, workers, &out, &label)?;
             let _ = std::fs::remove_dir_all(&out);
             ensure!(
@@ -282,6 +290,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 events_per_second: eps,
                 cpu_seconds: summary.cpu_seconds,
                 peak_memory_bytes: summary.peak_memory_bytes,
+                machine_speedup,
             });
         }
     }
@@ -610,44 +619,36 @@ fn git_commit() -> Option<String> {
 }
 
 fn summarise(workers: usize, runs: &[BenchRun], cores: usize) -> BenchGroup {
-    let mut eps: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.workers == workers)
-        .map(|r| r.events_per_second)
-        .collect();
+    let these: Vec<&BenchRun> = runs.iter().filter(|r| r.workers == workers).collect();
+    let mut eps: Vec<f64> = these.iter().map(|r| r.events_per_second).collect();
     eps.sort_by(f64::total_cmp);
-    let n = eps.len();
-    let median = match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => eps[n / 2],
-        _ => (eps[n / 2 - 1] + eps[n / 2]) / 2.0,
-    };
+    let median_eps = median(eps.clone());
     BenchGroup {
         workers,
-        runs: n,
-        median,
+        runs: these.len(),
+        median: median_eps,
         min: eps.first().copied().unwrap_or(0.0),
         max: eps.last().copied().unwrap_or(0.0),
-        per_core: median / workers.min(cores).max(1) as f64,
-        peak_memory_bytes: runs
-            .iter()
-            .filter(|r| r.workers == workers)
-            .map(|r| r.peak_memory_bytes)
-            .max()
-            .unwrap_or(0),
-        per_cpu_second: {
-            let mut per_cpu: Vec<f64> = runs
+        per_core: median_eps / workers.min(cores).max(1) as f64,
+        peak_memory_bytes: these.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0),
+        per_cpu_second: median(
+            these
                 .iter()
-                .filter(|r| r.workers == workers && r.cpu_seconds > 0.0)
+                .filter(|r| r.cpu_seconds > 0.0)
                 .map(|r| r.events as f64 / r.cpu_seconds)
-                .collect();
-            per_cpu.sort_by(f64::total_cmp);
-            match per_cpu.len() {
-                0 => 0.0,
-                n if n % 2 == 1 => per_cpu[n / 2],
-                n => (per_cpu[n / 2 - 1] + per_cpu[n / 2]) / 2.0,
-            }
-        },
+                .collect(),
+        ),
+        machine_speedup: median(these.iter().map(|r| r.machine_speedup).collect()),
+    }
+}
+
+/// The median (the mean of the middle two for an even count; 0 for none).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
     }
 }
 
@@ -664,6 +665,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
         "cores",
         "commit",
         "cpu_seconds",
+        "machine_speedup",
     ])?;
     for r in &report.runs {
         w.write_record([
@@ -677,6 +679,7 @@ fn write_csv(report: &BenchReport) -> anyhow::Result<()> {
             report.cores.to_string(),
             report.commit.clone().unwrap_or_default(),
             format!("{:.6}", r.cpu_seconds),
+            format!("{:.3}", r.machine_speedup),
         ])?;
     }
     w.flush()?;
@@ -747,13 +750,31 @@ impl BenchReport {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}",
-            "workers", "runs", "events/s med", "min", "max", "per core", "per CPU-s", "peak MB"
+            "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9}  {:>7}  {:>9}",
+            "workers",
+            "runs",
+            "events/s med",
+            "min",
+            "max",
+            "per core",
+            "per CPU-s",
+            "peak MB",
+            "vs 1 w",
+            "machine ×"
         );
+        let one = self
+            .groups
+            .iter()
+            .find(|g| g.workers == 1)
+            .map(|g| g.median);
         for g in &self.groups {
+            let vs_one = match one {
+                Some(m) if m > 0.0 => format!("{:.2}", g.median / m),
+                _ => "-".into(),
+            };
             let _ = writeln!(
                 out,
-                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}",
+                "{:>7}  {:>4}  {:>14}  {:>14}  {:>14}  {:>14}  {:>14}  {:>9.0}  {:>7}  {:>9.2}",
                 g.workers,
                 g.runs,
                 group_digits(g.median),
@@ -761,7 +782,16 @@ impl BenchReport {
                 group_digits(g.max),
                 group_digits(g.per_core),
                 group_digits(g.per_cpu_second),
-                mb(g.peak_memory_bytes)
+                mb(g.peak_memory_bytes),
+                vs_one,
+                g.machine_speedup
+            );
+        }
+        if self.groups.iter().any(|g| g.workers > 1) {
+            out.push_str(
+                "vs 1 w: median events/s over 1 worker's; machine ×: what as many plain threads \
+                 did at once, times the work of one, measured before each run (median): the \
+                 most this machine allowed\n",
             );
         }
         out
@@ -877,6 +907,7 @@ mod tests {
             events_per_second: eps,
             cpu_seconds: 0.0,
             peak_memory_bytes: mem,
+            machine_speedup: 1.0,
         }
     }
 

@@ -32,11 +32,14 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
         stdout.contains("bench `orders_revenue`: 2000 generated events"),
         "{stdout}"
     );
+    // The table's rows (a legend line follows them).
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .skip(2)
-        .map(|l| l.split_whitespace().collect())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|r| r.first().is_some_and(|w| w.parse::<usize>().is_ok()))
         .collect();
+    assert!(stdout.contains("machine ×"), "{stdout}");
     let workers: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(
         workers,
@@ -58,7 +61,7 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("pipeline,events,workers,run,wall_seconds,events_per_second,peak_memory_bytes,cores,commit,cpu_seconds")
+        Some("pipeline,events,workers,run,wall_seconds,events_per_second,peak_memory_bytes,cores,commit,cpu_seconds,machine_speedup")
     );
     let data: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(data.len(), 4, "{csv}");
@@ -68,6 +71,13 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
         assert_eq!(row[2], workers);
         let eps: f64 = row[5].parse().unwrap();
         assert!(eps > 0.0, "{csv}");
+        // The machine's own speedup: exactly 1 for one worker, measured for two.
+        let machine: f64 = row[10].parse().unwrap();
+        if workers == "1" {
+            assert_eq!(machine, 1.0, "{csv}");
+        } else {
+            assert!(machine > 0.0 && machine < 2.5, "{csv}");
+        }
     }
 
     let svg = read(&out_dir.join("bench.svg"));
