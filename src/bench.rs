@@ -129,8 +129,8 @@ pub struct BenchReport {
     pub inputs: Vec<PathBuf>,
     /// Cores available to this process (`std::thread::available_parallelism`).
     pub cores: usize,
-    /// `git rev-parse --short HEAD` of the current folder, with `-dirty` when tracked files
-    /// have uncommitted changes; `None` outside a repository.
+    /// The git commit the binary was built from, with `-dirty` when tracked files had
+    /// uncommitted changes; `None` when it was not built in a git checkout.
     pub commit: Option<String>,
     /// Every run, in order.
     pub runs: Vec<BenchRun>,
@@ -212,7 +212,7 @@ pub fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let commit = git_commit();
+    let commit = build_commit();
     let tmp = TempDir::new()?;
 
     let nexmark = nexmark_sources(&spec)?;
@@ -593,29 +593,9 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-/// `git rev-parse --short HEAD`, plus `-dirty` with uncommitted changes to tracked files.
-fn git_commit() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let mut commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if commit.is_empty() {
-        return None;
-    }
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
-    if dirty {
-        commit.push_str("-dirty");
-    }
-    Some(commit)
+/// The commit this binary was built from (`build.rs`), which the children run too.
+fn build_commit() -> Option<String> {
+    option_env!("EVENTFLOW_BUILD_COMMIT").map(str::to_string)
 }
 
 fn summarise(workers: usize, runs: &[BenchRun], cores: usize) -> BenchGroup {
