@@ -129,11 +129,6 @@ impl Lines {
         let (prefix, k) = self.order[i];
         (prefix, self.key_at(k))
     }
-
-    /// Whether every line has its order key.
-    fn keyed(&self) -> bool {
-        self.order.len() == self.ends.len()
-    }
 }
 
 /// How a sink turns a row into one line of its file. Workers get a copy, so that they encode
@@ -447,13 +442,10 @@ impl SinkWriter {
                     &cfg.name,
                 )
                 .map_err(std::io::Error::other)?;
-                let mut dest = Dest {
-                    kind: DestKind::Amqp(Box::new(publisher)),
-                    bytes: 0,
-                    written_back: 0,
-                };
-                dest.bytes = resume.map_or(0, |c| c.bytes);
-                dest
+                Dest::at(
+                    DestKind::Amqp(Box::new(publisher)),
+                    resume.map_or(0, |c| c.bytes),
+                )
             }
             #[cfg(feature = "kafka")]
             SinkTarget::Kafka {
@@ -468,11 +460,10 @@ impl SinkWriter {
                     &cfg.name,
                 )
                 .map_err(std::io::Error::other)?;
-                Dest {
-                    kind: DestKind::Kafka(Box::new(publisher)),
-                    bytes: resume.map_or(0, |c| c.bytes),
-                    written_back: 0,
-                }
+                Dest::at(
+                    DestKind::Kafka(Box::new(publisher)),
+                    resume.map_or(0, |c| c.bytes),
+                )
             }
             #[cfg(not(feature = "kafka"))]
             SinkTarget::Kafka { .. } => return Err(std::io::Error::other(super::NO_KAFKA)),
@@ -791,22 +782,34 @@ enum DestKind {
 }
 
 impl Dest {
+    /// A destination that already holds `bytes` (a resumed run's committed prefix).
+    fn at(kind: DestKind, bytes: u64) -> Dest {
+        Dest {
+            kind,
+            bytes,
+            written_back: bytes,
+        }
+    }
+
     /// A new, empty file.
     pub fn file(file: std::fs::File) -> Dest {
-        Dest {
-            kind: DestKind::File(std::io::BufWriter::with_capacity(1 << 20, file)),
-            bytes: 0,
-            written_back: 0,
-        }
+        Dest::file_at(file, 0)
+    }
+
+    /// A file that holds `len` bytes, positioned at its end.
+    fn file_at(file: std::fs::File, len: u64) -> Dest {
+        Dest::at(
+            DestKind::File(std::io::BufWriter::with_capacity(1 << 20, file)),
+            len,
+        )
     }
 
     /// Standard output (never committed).
     pub fn stdout() -> Dest {
-        Dest {
-            kind: DestKind::Stdout(std::io::BufWriter::new(std::io::stdout())),
-            bytes: 0,
-            written_back: 0,
-        }
+        Dest::at(
+            DestKind::Stdout(std::io::BufWriter::new(std::io::stdout())),
+            0,
+        )
     }
 
     /// An existing file cut to its first `len` bytes (its last commit), positioned at the end:
@@ -831,10 +834,7 @@ impl Dest {
         }
         file.set_len(len)?;
         file.seek(SeekFrom::Start(len))?;
-        let mut dest = Dest::file(file);
-        dest.bytes = len;
-        dest.written_back = len;
-        Ok(dest)
+        Ok(Dest::file_at(file, len))
     }
 
     /// Bytes written so far, including any committed prefix.
@@ -861,8 +861,8 @@ impl Dest {
 
     /// Starts (without waiting for it) the write-back to disk of what the file holds beyond
     /// `written_back`. Otherwise the kernel keeps a large output dirty in memory and the next
-    /// sync writes all of it while the writer waits: a run's last commit took 0.3–0.5 s for a
-    /// 500 MB file. A hint only: a failed write-back shows in the sync that follows.
+    /// sync writes all of it while the writer waits (the periodic commits of a q0 run, 500 MB,
+    /// waited 0.2–0.5 s each). A hint only: a failed write-back shows in the sync that follows.
     fn write_back(&mut self) {
         let DestKind::File(w) = &self.kind else {
             return;
@@ -1013,20 +1013,10 @@ impl Encoder {
                 return self.out.write_all(lines.text.as_bytes());
             }
         }
-        // Lines without rows or keys come from a sole worker (handled above): several such
-        // parts could not be merged.
+        // Encoded parts (what workers send; lines always carry their keys): merged by key.
         if parts
             .iter()
-            .any(|(rows, lines)| rows.is_empty() && lines.as_ref().is_some_and(|l| !l.keyed()))
-        {
-            return Err(std::io::Error::other(
-                "sink writer: several workers sent parts without order keys",
-            ));
-        }
-        // Encoded, keyed parts (what workers send): merged by order key.
-        if parts
-            .iter()
-            .all(|(rows, lines)| rows.is_empty() && lines.as_ref().is_some_and(Lines::keyed))
+            .all(|(rows, lines)| rows.is_empty() && lines.is_some())
         {
             let lines: Vec<&Lines> = parts.iter().filter_map(|p| p.1.as_ref()).collect();
             return self.merge_lines(&lines);

@@ -322,6 +322,14 @@ pub struct SinkConfig {
     pub mode: SinkMode,
 }
 
+/// The label a live source's input is known by, `BROKER:NAME`, at the name's place in the file.
+fn broker_label(broker: &str, name: &crate::spec::Sp<String>) -> crate::spec::Sp<String> {
+    crate::spec::Sp {
+        value: format!("{broker}:{}", name.value),
+        span: name.span.clone(),
+    }
+}
+
 /// A Kafka source's broker settings, with the label its input is known by (`kafka:TOPIC`).
 fn kafka_settings(params: &mut Params<'_>) -> Option<(crate::spec::Sp<String>, LiveBroker)> {
     let brokers = params.str("brokers").map(|b| b.value);
@@ -335,10 +343,7 @@ fn kafka_settings(params: &mut Params<'_>) -> Option<(crate::spec::Sp<String>, L
         );
     }
     let topic = topic?;
-    let label = crate::spec::Sp {
-        value: format!("kafka:{}", topic.value),
-        span: topic.span.clone(),
-    };
+    let label = broker_label("kafka", &topic);
     let broker = LiveBroker::Kafka {
         brokers,
         topic: topic.value,
@@ -364,10 +369,7 @@ fn amqp_settings(params: &mut Params<'_>) -> Option<(crate::spec::Sp<String>, Li
         None => 1000,
     };
     let queue = queue?;
-    let label = crate::spec::Sp {
-        value: format!("rabbitmq:{}", queue.value),
-        span: queue.span.clone(),
-    };
+    let label = broker_label("rabbitmq", &queue);
     let broker = LiveBroker::Amqp {
         url,
         queue: queue.value,

@@ -71,12 +71,13 @@ fn bench_runs_each_worker_count_and_writes_csv_and_svg() {
         assert_eq!(row[2], workers);
         let eps: f64 = row[5].parse().unwrap();
         assert!(eps > 0.0, "{csv}");
-        // The machine's own speedup: exactly 1 for one worker, measured for two.
+        // The machine's own speedup: exactly 1 for one worker, measured for two (no upper
+        // bound holds while other tests load the machine).
         let machine: f64 = row[10].parse().unwrap();
         if workers == "1" {
             assert_eq!(machine, 1.0, "{csv}");
         } else {
-            assert!(machine > 0.0 && machine < 2.5, "{csv}");
+            assert!(machine.is_finite() && machine > 0.0, "{csv}");
         }
     }
 
