@@ -73,7 +73,7 @@ pub struct Recovery {
 /// Encoded output lines, one per update of a [`SinkMsg::Part`], in the same order, with each
 /// row's order key ([`write_order_key`]) so that the writer merges parts without the rows.
 ///
-/// The keys stay where [`LineFormat::encode_tick`] wrote them, in the rows' arrival order, and
+/// The keys stay where [`LineFormat::push`] wrote them, in the rows' arrival order, and
 /// each line points at its key: sorting moves 24-byte entries, never the keys themselves. The
 /// writer hands the buffers back ([`SinkChannel::spare`]) so that a later tick reuses them
 /// rather than faulting in fresh pages.
@@ -128,6 +128,82 @@ impl Lines {
     fn order_of(&self, i: usize) -> (u128, &[u8]) {
         let (prefix, k) = self.order[i];
         (prefix, self.key_at(k))
+    }
+}
+
+/// One tick's updates, encoded as they arrive at a worker's sink ([`LineFormat::push`]), not
+/// yet sorted or consolidated ([`LineFormat::finish_tick`]).
+#[derive(Clone, Debug, Default)]
+pub struct TickLines {
+    /// The tick as it is written in every line.
+    time: String,
+    /// The lines in arrival order, each ending with a newline.
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+    /// Each line's diff.
+    diffs: Vec<Diff>,
+    /// Per update: its order key's first 16 bytes and its index (in arrival order).
+    order: Vec<(u128, usize)>,
+    /// The order keys, one after the other.
+    keys: Vec<u8>,
+    /// Where each key ends in `keys`.
+    key_ends: Vec<usize>,
+}
+
+/// The size of a tick's updates: how many, and their lines' and keys' bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TickSize {
+    updates: usize,
+    text: usize,
+    keys: usize,
+}
+
+impl TickLines {
+    /// Updates pushed since the tick started.
+    pub fn len(&self) -> usize {
+        self.diffs.len()
+    }
+
+    /// Whether no update was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.diffs.is_empty()
+    }
+
+    /// Makes room for a tick like `like` (the last one finished), so that a tick of a million
+    /// updates does not grow its buffers by doubling, copying them into freshly faulted pages
+    /// each time. A buffer too small is replaced, not grown.
+    pub fn expect(&mut self, like: &TickSize) {
+        let room = |n: usize| n + n / 8;
+        let n = room(like.updates);
+        if self.text.capacity() < like.text {
+            self.text = String::with_capacity(room(like.text));
+        }
+        for_rows(&mut self.keys, room(like.keys));
+        for_rows(&mut self.ends, n);
+        for_rows(&mut self.diffs, n);
+        for_rows(&mut self.order, n);
+        for_rows(&mut self.key_ends, n);
+    }
+
+    /// How much this tick holds, for [`TickLines::expect`].
+    pub fn size(&self) -> TickSize {
+        TickSize {
+            updates: self.len(),
+            text: self.text.len(),
+            keys: self.keys.len(),
+        }
+    }
+
+    /// Empties the buffers, keeping their memory.
+    fn clear(&mut self) {
+        self.time.clear();
+        self.text.clear();
+        self.ends.clear();
+        self.diffs.clear();
+        self.order.clear();
+        self.keys.clear();
+        self.key_ends.clear();
     }
 }
 
@@ -231,47 +307,56 @@ impl LineFormat {
         }
     }
 
-    /// Consolidates one tick's updates (in any order, rows possibly repeated) and encodes them
-    /// into `lines` (emptied first; a buffer the writer handed back), sorted by row. Sorting
-    /// goes by order key ([`write_order_key`]) with its first 16 bytes inline in the sorted
-    /// array, so that most comparisons touch neither the rows nor the keys. The lines keep their
-    /// keys, for a writer that merges several workers' parts.
-    pub fn encode_tick(&self, tick: Tick, rows: &[(Row, Diff)], lines: &mut Lines) {
-        // A reused buffer knows its last tick's sizes: expect lines and keys as long.
-        let n = rows.len();
-        let per_row = |bytes: usize| (bytes / lines.ends.len().max(1) + 1) * 9 / 8;
-        let (text_len, key_len) = (per_row(lines.text.len()), per_row(lines.keys.len()));
-        let fresh = lines.ends.is_empty();
-        lines.clear();
-        let Lines {
+    /// Starts collecting tick `tick`'s updates in `pending` (emptied first; a buffer a finished
+    /// tick left behind).
+    pub fn start_tick(&self, tick: Tick, pending: &mut TickLines) {
+        pending.clear();
+        self.time.write_tick(tick, &mut pending.time);
+    }
+
+    /// Encodes one update of `pending`'s tick as it arrives: its order key and its line, each
+    /// appended in arrival order. Done on arrival, the row is read while it is still in cache
+    /// and can be freed at once; encoding after the tick completes, in sorted order, read every
+    /// row back from memory at random.
+    pub fn push(&self, pending: &mut TickLines, row: &[Value], diff: Diff) {
+        let TickLines {
+            time,
             text,
             ends,
+            diffs,
             order,
             keys,
             key_ends,
-        } = lines;
-        for_rows(key_ends, n);
-        for_rows(order, n);
-        for_rows(ends, n);
-        if !fresh {
-            if text.capacity() < n * text_len {
-                *text = String::with_capacity(n * text_len);
-            }
-            for_rows(keys, n * key_len);
-        }
-        for (i, (row, _)) in rows.iter().enumerate() {
-            let start = keys.len();
-            write_order_key(row, keys);
-            if i == 0 && fresh {
-                // Sized from the first key; its copy is all that growing to this size moves.
-                keys.reserve_exact(keys.len() * n * 5 / 4);
-            }
-            key_ends.push(keys.len());
-            let mut prefix = [0u8; 16];
-            let head = &keys[start..keys.len().min(start + 16)];
-            prefix[..head.len()].copy_from_slice(head);
-            order.push((u128::from_be_bytes(prefix), i));
-        }
+        } = pending;
+        let start = keys.len();
+        write_order_key(row, keys);
+        key_ends.push(keys.len());
+        let mut prefix = [0u8; 16];
+        let head = &keys[start..keys.len().min(start + 16)];
+        prefix[..head.len()].copy_from_slice(head);
+        order.push((u128::from_be_bytes(prefix), diffs.len()));
+        diffs.push(diff);
+        self.encode_line(row, Some((time, diff)), text);
+        ends.push(text.len());
+    }
+
+    /// Sorts and consolidates a complete tick's updates into `lines` (emptied first; a buffer
+    /// the writer handed back): one line per distinct row with a nonzero sum of diffs, in order
+    /// key ([`write_order_key`]) order. Sorting moves 24-byte entries with each key's first 16
+    /// bytes inline, so that most comparisons touch neither keys nor lines. The lines keep
+    /// their keys (moved, not copied), for a writer that merges several workers' parts;
+    /// `pending` is left empty, with `lines`' old buffers to reuse.
+    pub fn finish_tick(pending: &mut TickLines, lines: &mut Lines) {
+        lines.clear();
+        let TickLines {
+            text,
+            ends,
+            diffs,
+            order,
+            keys,
+            key_ends,
+            ..
+        } = &mut *pending;
         let key = |k: usize| &keys[if k == 0 { 0 } else { key_ends[k - 1] }..key_ends[k]];
         // A zero-padded prefix orders like its key wherever it differs (a shorter key's padding
         // is below the longer key's byte), so the full key only breaks prefix ties.
@@ -279,34 +364,55 @@ impl LineFormat {
             std::cmp::Ordering::Equal => key(a.1).cmp(key(b.1)),
             unequal => unequal,
         });
-        let mut time = String::new();
-        self.time.write_tick(tick, &mut time);
+        // Consolidated diffs may be wider than the ones they replace; allow a little more. Too
+        // small a buffer is replaced, not grown (growing copies it into freshly faulted pages).
+        let needed = text.len() + text.len() / 64 + 64;
+        if lines.text.capacity() < needed {
+            lines.text = String::with_capacity(needed);
+        }
+        for_rows(&mut lines.ends, order.len());
+        let line = |k: usize| &text[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
         // Consolidate in place: `order` keeps one entry per line written.
         let mut kept = 0;
         let mut i = 0;
         while i < order.len() {
             let (prefix, first) = order[i];
-            let mut diff = rows[first].1;
+            let mut diff = diffs[first];
             let mut next = i + 1;
             while next < order.len() && order[next].0 == prefix && key(order[next].1) == key(first)
             {
-                diff += rows[order[next].1].1;
+                diff += diffs[order[next].1];
                 next += 1;
             }
             if diff != 0 {
-                self.encode_line(&rows[first].0, Some((&time, diff)), text);
-                if ends.is_empty() && fresh {
-                    // Size a new buffer from the first line, so that it rarely grows (each
-                    // growth copies everything into freshly faulted pages).
-                    text.reserve_exact(text.len() * (order.len() - i) * 5 / 4);
+                if diff == diffs[first] {
+                    lines.text.push_str(line(first));
+                } else {
+                    Self::with_diff(line(first), diff, &mut lines.text);
                 }
-                ends.push(text.len());
+                lines.ends.push(lines.text.len());
                 order[kept] = (prefix, first);
                 kept += 1;
             }
             i = next;
         }
         order.truncate(kept);
+        std::mem::swap(order, &mut lines.order);
+        std::mem::swap(keys, &mut lines.keys);
+        std::mem::swap(key_ends, &mut lines.key_ends);
+        pending.clear();
+    }
+
+    /// Encodes a whole tick at once: [`LineFormat::start_tick`], [`LineFormat::push`] for every
+    /// update, [`LineFormat::finish_tick`].
+    #[cfg(test)]
+    fn encode_tick(&self, tick: Tick, rows: &[(Row, Diff)], lines: &mut Lines) {
+        let mut pending = TickLines::default();
+        self.start_tick(tick, &mut pending);
+        for (row, diff) in rows {
+            self.push(&mut pending, row, *diff);
+        }
+        Self::finish_tick(&mut pending, lines);
     }
 
     /// The diff of an encoded update line (the number its line ends with).
@@ -1409,6 +1515,50 @@ mod tests {
             write_order_key(row, &mut key);
             assert_eq!(lines.order_of(i).1, key.as_slice());
         }
+    }
+
+    #[test]
+    fn a_reused_pending_tick_encodes_like_a_fresh_one() {
+        let schema = Schema::new([("k", Type::Int), ("s", Type::String)]);
+        let time = TimeDomain::Position { tick_records: 10 };
+        let cfg = config(SinkFormat::Csv, SinkMode::Updates);
+        let format = LineFormat::new(&cfg, &schema, time);
+        let rows = |n: i64| -> Vec<(Row, Diff)> {
+            (0..n)
+                .map(|i| {
+                    (
+                        vec![Value::Int((i * 7) % 5), Value::str(&"x".repeat(i as usize))],
+                        1,
+                    )
+                })
+                .collect()
+        };
+        let mut fresh = Lines::default();
+        format.encode_tick(4, &rows(9), &mut fresh);
+        // One pending buffer and one lines buffer through a bigger tick, then a smaller one.
+        let mut pending = TickLines::default();
+        let mut lines = Lines::default();
+        for (tick, n) in [(3, 40), (4, 9)] {
+            let size = pending.size();
+            pending.expect(&size);
+            format.start_tick(tick, &mut pending);
+            for (row, diff) in rows(n) {
+                format.push(&mut pending, &row, diff);
+            }
+            assert_eq!(pending.len(), n as usize);
+            LineFormat::finish_tick(&mut pending, &mut lines);
+            assert!(pending.is_empty());
+        }
+        assert_eq!(lines.text, fresh.text);
+        assert_eq!(lines.ends, fresh.ends);
+        for i in 0..lines.len() {
+            assert_eq!(lines.order_of(i), fresh.order_of(i));
+        }
+        assert!(
+            lines.text.starts_with("0,,4,1\n0,xxxxx,4,1\n1,xxx,4,1\n"),
+            "{}",
+            lines.text
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub use metrics::RunSummary;
 pub use recovery::RecoveryOptions;
 
 use crate::connectors::dead_letter::DeadLetters;
-use crate::connectors::file_sink::{self, consolidate, SinkMsg, SinkWriter};
+use crate::connectors::file_sink::{
+    self, consolidate, LineFormat, SinkMsg, SinkWriter, TickLines, TickSize,
+};
 use crate::connectors::file_source::Wake;
 use crate::connectors::file_source::{
     ChunkClock, ChunkMax, ChunkShare, FileSourceReader, ParsedChunk,
@@ -314,9 +316,8 @@ fn combine<'s>(
 /// process writes no outputs). In a cluster of `to_process_zero = Some(workers)` workers per
 /// process, the updates first go to process 0's workers, spread over them by a hash of the row;
 /// the writer merges the parts of its local workers as in a single process.
-/// With `lines`, each part goes out encoded instead of as rows, and the rows are freed by the
-/// worker that made them; with `keyed` (the writer merges several workers' parts) the lines
-/// carry order keys, by which the writer merges them.
+/// With `lines`, every update is encoded as it arrives and its row freed there, by the worker
+/// that made it; the parts go out as lines with order keys, by which the writer merges them.
 fn render_sink(
     rows: Coll<'_>,
     sender: Option<ToWriter>,
@@ -346,16 +347,34 @@ fn sink_with<P>(
 ) where
     P: ParallelizationContract<Tick, Vec<(Row, Tick, Diff)>>,
 {
+    // Updates waiting for their tick to complete: as rows, or (with a line format) already
+    // encoded, the rows freed on arrival.
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
+    let mut encoded: BTreeMap<Tick, TickLines> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
-    // The last written tick's buffer, emptied, for the next tick's updates: a tick of a million
-    // updates would otherwise grow a fresh vector by doubling, faulting in new pages each time.
+    // Written ticks' buffers, emptied, for later ticks' updates: a tick of a million updates
+    // would otherwise grow fresh buffers by doubling, faulting in new pages each time.
     let mut spare_rows: Vec<(Row, Diff)> = Vec::new();
+    let mut spare_pending: Vec<TickLines> = Vec::new();
+    let mut last_size = TickSize::default();
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
         input.for_each(|_cap, data| {
             // Updates come in runs of one tick: look the tick up once per run.
             let mut updates = data.drain(..).peekable();
             while let Some((row, t, d)) = updates.next() {
+                if let Some(format) = &lines {
+                    let pending = encoded.entry(t).or_insert_with(|| {
+                        let mut pending = spare_pending.pop().unwrap_or_default();
+                        pending.expect(&last_size);
+                        format.start_tick(t, &mut pending);
+                        pending
+                    });
+                    format.push(pending, &row, d);
+                    while let Some((row, _, d)) = updates.next_if(|u| u.1 == t) {
+                        format.push(pending, &row, d);
+                    }
+                    continue;
+                }
                 let rows = stash
                     .entry(t)
                     .or_insert_with(|| std::mem::take(&mut spare_rows));
@@ -369,40 +388,42 @@ fn sink_with<P>(
             }
         });
         let Some((sender, spare)) = &sender else {
-            stash.clear(); // in a cluster, nothing reaches a process other than 0
+            // In a cluster, nothing reaches a process other than 0.
+            stash.clear();
+            encoded.clear();
             return;
         };
         let bound = frontier.frontier().iter().next().copied();
+        let complete = |tick: &Tick| bound.is_none_or(|b| *tick < b);
+        while let Some(entry) = encoded.first_entry() {
+            if !complete(entry.key()) {
+                break;
+            }
+            let (tick, mut pending) = entry.remove_entry();
+            last_size = pending.size();
+            let mut lines = spare.try_recv().unwrap_or_default();
+            LineFormat::finish_tick(&mut pending, &mut lines);
+            spare_pending.push(pending);
+            if !lines.ends.is_empty() {
+                let _ = sender.send(SinkMsg::Part {
+                    tick,
+                    rows: Vec::new(),
+                    lines: Some(lines),
+                });
+            }
+        }
         while let Some(entry) = stash.first_entry() {
-            if bound.is_some_and(|b| *entry.key() >= b) {
+            if !complete(entry.key()) {
                 break;
             }
             let (tick, mut rows) = entry.remove_entry();
-            let part = match &lines {
-                Some(format) => {
-                    let mut lines = spare.try_recv().unwrap_or_default();
-                    format.encode_tick(tick, &rows, &mut lines);
-                    rows.clear(); // the rows are freed here, by the thread that made them
-                    if rows.capacity() > spare_rows.capacity() {
-                        spare_rows = rows;
-                    }
-                    (!lines.ends.is_empty()).then_some(SinkMsg::Part {
-                        tick,
-                        rows: Vec::new(),
-                        lines: Some(lines),
-                    })
-                }
-                None => {
-                    consolidate(&mut rows);
-                    (!rows.is_empty()).then_some(SinkMsg::Part {
-                        tick,
-                        rows,
-                        lines: None,
-                    })
-                }
-            };
-            if let Some(part) = part {
-                let _ = sender.send(part);
+            consolidate(&mut rows);
+            if !rows.is_empty() {
+                let _ = sender.send(SinkMsg::Part {
+                    tick,
+                    rows,
+                    lines: None,
+                });
             }
         }
         if reported != Some(bound) {
