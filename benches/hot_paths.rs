@@ -51,7 +51,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventflow::connectors::csv_parse::{parse_chunk, CsvLayout};
-use eventflow::connectors::file_sink::{consolidate, LineFormat, Lines};
+use eventflow::connectors::file_sink::{consolidate, LineFormat, Lines, TickLines};
 use eventflow::connectors::parsed::ParsedBatch;
 use eventflow::connectors::split::{line_at, read_header, Chunk, Splitter};
 use eventflow::connectors::{SinkConfig, SinkFormat, SinkMode, SinkTarget};
@@ -341,10 +341,16 @@ fn output_writing(c: &mut Criterion) {
     });
     group.bench_function("lines_updates", |b| {
         let (format, updates) = orders_tick();
-        // One buffer for every tick, as a sink's worker reuses the buffers its writer hands back.
+        // One set of buffers for every tick, as a sink's worker reuses its pending ticks' and
+        // the buffers its writer hands back.
+        let mut pending = TickLines::default();
         let mut lines = Lines::default();
         b.iter(|| {
-            format.encode_tick(0, &updates, &mut lines);
+            format.start_tick(0, &mut pending);
+            for (row, diff) in &updates {
+                format.push(&mut pending, row, *diff);
+            }
+            LineFormat::finish_tick(&mut pending, &mut lines);
             black_box(lines.ends.len())
         });
     });
