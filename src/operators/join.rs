@@ -200,6 +200,30 @@ impl JoinPlan {
     pub fn right_key(&self, row: &[Value]) -> Option<Row> {
         key_of(&self.right_keys, row)
     }
+    /// A 64-bit hash of a left row's join key (`None` when a key field is NULL), equal to the
+    /// hash of every right row with an equal key: joins arrange rows by it, so that sorting and
+    /// exchanging compare and move a number instead of a key row.
+    pub fn left_hash(&self, row: &[Value]) -> Option<u64> {
+        hash_of(&self.left_keys, row)
+    }
+    /// The hash of a right row's join key, as [`JoinPlan::left_hash`].
+    pub fn right_hash(&self, row: &[Value]) -> Option<u64> {
+        hash_of(&self.right_keys, row)
+    }
+    /// Whether a left and a right row with equal key hashes have equal keys (not a collision).
+    pub fn keys_match(&self, left: &[Value], right: &[Value]) -> bool {
+        self.left_keys
+            .iter()
+            .zip(&self.right_keys)
+            .all(|(&l, &r)| left.get(l) == right.get(r))
+    }
+    /// Whether a left row's join key is `key`.
+    pub fn left_key_is(&self, left: &[Value], key: &[Value]) -> bool {
+        self.left_keys
+            .iter()
+            .zip(key)
+            .all(|(&l, k)| left.get(l) == Some(k))
+    }
     /// The output row of a matching pair.
     pub fn joined(&self, left: &[Value], right: &[Value]) -> Row {
         let mut out = Vec::with_capacity(self.left_arity + self.right_kept.len());
@@ -225,4 +249,49 @@ fn key_of(keys: &[usize], row: &[Value]) -> Option<Row> {
         }
     }
     Some(key)
+}
+
+/// The hash of the key fields `keys` of `row`, or `None` when one is NULL. The hasher has a
+/// fixed seed, so every worker and process computes the same hash.
+fn hash_of(keys: &[usize], row: &[Value]) -> Option<u64> {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    for &k in keys {
+        match row.get(k) {
+            None | Some(Value::Null) => return None,
+            Some(v) => v.hash(&mut hasher),
+        }
+    }
+    Some(hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hashes_agree_across_sides_and_matches_check_the_keys() {
+        // Left (id, name) joins right (label, owner, id2) on id = owner and name = label.
+        let plan = JoinPlan {
+            kind: JoinKind::Left,
+            left_keys: vec![0, 1],
+            right_keys: vec![1, 0],
+            left_arity: 2,
+            right_kept: vec![2],
+        };
+        let left = vec![Value::Int(7), Value::str("a")];
+        let right = vec![Value::str("a"), Value::Int(7), Value::Int(1)];
+        let other = vec![Value::str("b"), Value::Int(7), Value::Int(1)];
+        assert_eq!(plan.left_hash(&left), plan.right_hash(&right));
+        assert!(plan.left_hash(&left).is_some());
+        assert_ne!(plan.left_hash(&left), plan.right_hash(&other));
+        assert!(plan.keys_match(&left, &right));
+        assert!(!plan.keys_match(&left, &other));
+        let key = plan.right_key(&right).unwrap();
+        assert!(plan.left_key_is(&left, &key));
+        assert!(!plan.left_key_is(&left, &plan.right_key(&other).unwrap()));
+        // A NULL key field matches nothing: no hash.
+        assert_eq!(plan.left_hash(&[Value::Null, Value::str("a")]), None);
+        assert_eq!(plan.right_hash(&[Value::str("a"), Value::Null]), None);
+    }
 }
