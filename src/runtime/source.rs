@@ -119,15 +119,25 @@ pub type Ready<R> = Vec<(Tick, Vec<(Row, R)>)>;
 #[derive(Default)]
 pub struct RowEmitter {
     pending: BTreeMap<Tick, Vec<(Row, isize)>>,
+    /// The most rows one tick got in the last activation: a tick's vector starts that large,
+    /// rather than growing by doubling (copying itself each time) on every activation.
+    expect: usize,
 }
 
 impl Emitter for RowEmitter {
     type Diff = isize;
     fn push(&mut self, tick: Tick, row: &mut Row, diff: isize) {
         let owned = std::mem::replace(row, Vec::with_capacity(row.len()));
-        self.pending.entry(tick).or_default().push((owned, diff));
+        let expect = self.expect;
+        self.pending
+            .entry(tick)
+            .or_insert_with(|| Vec::with_capacity(expect))
+            .push((owned, diff));
     }
     fn ready(&mut self, _bound: Option<Tick>) -> Ready<isize> {
+        if let Some(most) = self.pending.values().map(Vec::len).max() {
+            self.expect = most;
+        }
         std::mem::take(&mut self.pending).into_iter().collect()
     }
 }
