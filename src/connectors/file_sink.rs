@@ -137,18 +137,11 @@ impl Lines {
 pub struct TickLines {
     /// The tick as it is written in every line.
     time: String,
-    /// The lines in arrival order, each ending with a newline.
-    text: String,
-    /// Where each line ends in `text`.
-    ends: Vec<usize>,
-    /// Each line's diff.
+    /// Each update's diff, in arrival order.
     diffs: Vec<Diff>,
-    /// Per update: its order key's first 16 bytes and its index (in arrival order).
-    order: Vec<(u128, usize)>,
-    /// The order keys, one after the other.
-    keys: Vec<u8>,
-    /// Where each key ends in `keys`.
-    key_ends: Vec<usize>,
+    /// The updates' lines and order keys in arrival order; `order` holds each update's key
+    /// prefix and its own index, and is sorted only when the tick finishes.
+    lines: Lines,
 }
 
 /// The size of a tick's updates: how many, and their lines' and keys' bytes.
@@ -176,34 +169,31 @@ impl TickLines {
     pub fn expect(&mut self, like: &TickSize) {
         let room = |n: usize| n + n / 8;
         let n = room(like.updates);
-        if self.text.capacity() < like.text {
-            self.text = String::with_capacity(room(like.text));
+        let lines = &mut self.lines;
+        if lines.text.capacity() < like.text {
+            lines.text = String::with_capacity(room(like.text));
         }
-        for_rows(&mut self.keys, room(like.keys));
-        for_rows(&mut self.ends, n);
+        for_rows(&mut lines.keys, room(like.keys));
+        for_rows(&mut lines.ends, n);
         for_rows(&mut self.diffs, n);
-        for_rows(&mut self.order, n);
-        for_rows(&mut self.key_ends, n);
+        for_rows(&mut lines.order, n);
+        for_rows(&mut lines.key_ends, n);
     }
 
     /// How much this tick holds, for [`TickLines::expect`].
     pub fn size(&self) -> TickSize {
         TickSize {
             updates: self.len(),
-            text: self.text.len(),
-            keys: self.keys.len(),
+            text: self.lines.text.len(),
+            keys: self.lines.keys.len(),
         }
     }
 
     /// Empties the buffers, keeping their memory.
     fn clear(&mut self) {
         self.time.clear();
-        self.text.clear();
-        self.ends.clear();
         self.diffs.clear();
-        self.order.clear();
-        self.keys.clear();
-        self.key_ends.clear();
+        self.lines.clear();
     }
 }
 
@@ -319,59 +309,49 @@ impl LineFormat {
     /// and can be freed at once; encoding after the tick completes, in sorted order, read every
     /// row back from memory at random.
     pub fn push(&self, pending: &mut TickLines, row: &[Value], diff: Diff) {
-        let TickLines {
-            time,
-            text,
-            ends,
-            diffs,
-            order,
-            keys,
-            key_ends,
-        } = pending;
-        let start = keys.len();
-        write_order_key(row, keys);
-        key_ends.push(keys.len());
+        let arrived = &mut pending.lines;
+        let start = arrived.keys.len();
+        write_order_key(row, &mut arrived.keys);
+        arrived.key_ends.push(arrived.keys.len());
         let mut prefix = [0u8; 16];
-        let head = &keys[start..keys.len().min(start + 16)];
+        let head = &arrived.keys[start..arrived.keys.len().min(start + 16)];
         prefix[..head.len()].copy_from_slice(head);
-        order.push((u128::from_be_bytes(prefix), diffs.len()));
-        diffs.push(diff);
-        self.encode_line(row, Some((time, diff)), text);
-        ends.push(text.len());
+        arrived
+            .order
+            .push((u128::from_be_bytes(prefix), pending.diffs.len()));
+        pending.diffs.push(diff);
+        self.encode_line(row, Some((&pending.time, diff)), &mut arrived.text);
+        arrived.ends.push(arrived.text.len());
     }
 
     /// Sorts and consolidates a complete tick's updates into `lines` (emptied first; a buffer
     /// the writer handed back): one line per distinct row with a nonzero sum of diffs, in order
-    /// key ([`write_order_key`]) order. Sorting moves 24-byte entries with each key's first 16
+    /// key ([`write_order_key`]) order. Sorting moves 32-byte entries with each key's first 16
     /// bytes inline, so that most comparisons touch neither keys nor lines. The lines keep
     /// their keys (moved, not copied), for a writer that merges several workers' parts;
     /// `pending` is left empty, with `lines`' old buffers to reuse.
     pub fn finish_tick(pending: &mut TickLines, lines: &mut Lines) {
         lines.clear();
         let TickLines {
-            text,
-            ends,
             diffs,
-            order,
-            keys,
-            key_ends,
+            lines: arrived,
             ..
         } = &mut *pending;
-        let key = |k: usize| &keys[if k == 0 { 0 } else { key_ends[k - 1] }..key_ends[k]];
+        // Sorted apart from the keys it is sorted by; it goes out with them.
+        let mut order = std::mem::take(&mut arrived.order);
         // A zero-padded prefix orders like its key wherever it differs (a shorter key's padding
         // is below the longer key's byte), so the full key only breaks prefix ties.
-        order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
-            std::cmp::Ordering::Equal => key(a.1).cmp(key(b.1)),
-            unequal => unequal,
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| arrived.key_at(a.1).cmp(arrived.key_at(b.1)))
         });
         // Consolidated diffs may be wider than the ones they replace; allow a little more. Too
         // small a buffer is replaced, not grown (growing copies it into freshly faulted pages).
-        let needed = text.len() + text.len() / 64 + 64;
+        let needed = arrived.text.len() + arrived.text.len() / 64 + 64;
         if lines.text.capacity() < needed {
             lines.text = String::with_capacity(needed);
         }
         for_rows(&mut lines.ends, order.len());
-        let line = |k: usize| &text[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
         // Consolidate in place: `order` keeps one entry per line written.
         let mut kept = 0;
         let mut i = 0;
@@ -379,16 +359,18 @@ impl LineFormat {
             let (prefix, first) = order[i];
             let mut diff = diffs[first];
             let mut next = i + 1;
-            while next < order.len() && order[next].0 == prefix && key(order[next].1) == key(first)
+            while next < order.len()
+                && order[next].0 == prefix
+                && arrived.key_at(order[next].1) == arrived.key_at(first)
             {
                 diff += diffs[order[next].1];
                 next += 1;
             }
             if diff != 0 {
                 if diff == diffs[first] {
-                    lines.text.push_str(line(first));
+                    lines.text.push_str(arrived.line(first));
                 } else {
-                    Self::with_diff(line(first), diff, &mut lines.text);
+                    Self::with_diff(arrived.line(first), diff, &mut lines.text);
                 }
                 lines.ends.push(lines.text.len());
                 order[kept] = (prefix, first);
@@ -397,9 +379,10 @@ impl LineFormat {
             i = next;
         }
         order.truncate(kept);
-        std::mem::swap(order, &mut lines.order);
-        std::mem::swap(keys, &mut lines.keys);
-        std::mem::swap(key_ends, &mut lines.key_ends);
+        // The sorted entries and the keys they point into go out; `lines`' old buffers stay.
+        arrived.order = std::mem::replace(&mut lines.order, order);
+        std::mem::swap(&mut arrived.keys, &mut lines.keys);
+        std::mem::swap(&mut arrived.key_ends, &mut lines.key_ends);
         pending.clear();
     }
 
