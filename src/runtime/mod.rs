@@ -352,9 +352,10 @@ fn sink_with<P>(
     let mut stash: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut encoded: BTreeMap<Tick, TickLines> = BTreeMap::new();
     let mut reported: Option<Option<Tick>> = None;
-    // Written ticks' buffers, emptied, for later ticks' updates: a tick of a million updates
-    // would otherwise grow fresh buffers by doubling, faulting in new pages each time.
-    let mut spare_rows: Vec<(Row, Diff)> = Vec::new();
+    // Finished ticks' encoding buffers, emptied, for later ticks: a tick of a million updates
+    // would otherwise grow fresh buffers by doubling, faulting in new pages each time. A few
+    // are kept, enough for the ticks open at once in a steady run.
+    const SPARE_TICKS: usize = 4;
     let mut spare_pending: Vec<TickLines> = Vec::new();
     let mut last_size = TickSize::default();
     rows.inner.sink(pact, "Sink", move |(input, frontier)| {
@@ -375,12 +376,7 @@ fn sink_with<P>(
                     }
                     continue;
                 }
-                let rows = stash
-                    .entry(t)
-                    .or_insert_with(|| std::mem::take(&mut spare_rows));
-                if rows.is_empty() {
-                    rows.reserve(1024);
-                }
+                let rows = stash.entry(t).or_insert_with(|| Vec::with_capacity(1024));
                 rows.push((row, d));
                 while let Some((row, _, d)) = updates.next_if(|u| u.1 == t) {
                     rows.push((row, d));
@@ -403,7 +399,9 @@ fn sink_with<P>(
             last_size = pending.size();
             let mut lines = spare.try_recv().unwrap_or_default();
             LineFormat::finish_tick(&mut pending, &mut lines);
-            spare_pending.push(pending);
+            if spare_pending.len() < SPARE_TICKS {
+                spare_pending.push(pending);
+            }
             if !lines.ends.is_empty() {
                 let _ = sender.send(SinkMsg::Part {
                     tick,
