@@ -74,7 +74,7 @@ pub struct Recovery {
 /// row's order key ([`write_order_key`]) so that the writer merges parts without the rows.
 ///
 /// The keys stay where [`LineFormat::push`] wrote them, in the rows' arrival order, and
-/// each line points at its key: sorting moves 24-byte entries, never the keys themselves. The
+/// each line points at its key: sorting moves 32-byte entries, never the keys themselves. The
 /// writer hands the buffers back ([`SinkChannel::spare`]) so that a later tick reuses them
 /// rather than faulting in fresh pages.
 #[derive(Clone, Debug, Default)]
