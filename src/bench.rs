@@ -600,15 +600,16 @@ fn build_commit() -> Option<String> {
 
 fn summarise(workers: usize, runs: &[BenchRun], cores: usize) -> BenchGroup {
     let these: Vec<&BenchRun> = runs.iter().filter(|r| r.workers == workers).collect();
-    let mut eps: Vec<f64> = these.iter().map(|r| r.events_per_second).collect();
-    eps.sort_by(f64::total_cmp);
-    let median_eps = median(eps.clone());
+    let eps: Vec<f64> = these.iter().map(|r| r.events_per_second).collect();
+    let min = eps.iter().copied().reduce(f64::min).unwrap_or(0.0);
+    let max = eps.iter().copied().reduce(f64::max).unwrap_or(0.0);
+    let median_eps = median(eps);
     BenchGroup {
         workers,
         runs: these.len(),
         median: median_eps,
-        min: eps.first().copied().unwrap_or(0.0),
-        max: eps.last().copied().unwrap_or(0.0),
+        min,
+        max,
         per_core: median_eps / workers.min(cores).max(1) as f64,
         peak_memory_bytes: these.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0),
         per_cpu_second: median(

@@ -170,7 +170,7 @@ impl TickLines {
         let room = |n: usize| n + n / 8;
         let n = room(like.updates);
         let lines = &mut self.lines;
-        if lines.text.capacity() < like.text {
+        if lines.text.capacity() < room(like.text) {
             lines.text = String::with_capacity(room(like.text));
         }
         for_rows(&mut lines.keys, room(like.keys));
@@ -1519,19 +1519,30 @@ mod tests {
         let mut fresh = Lines::default();
         format.encode_tick(4, &rows(9), &mut fresh);
         // One pending buffer and one lines buffer through a bigger tick, then a smaller one.
+        // Each tick expects the last finished one's size, as a sink does.
         let mut pending = TickLines::default();
         let mut lines = Lines::default();
+        let mut sizes = Vec::new();
+        let mut last = TickSize::default();
         for (tick, n) in [(3, 40), (4, 9)] {
-            let size = pending.size();
-            pending.expect(&size);
+            pending.expect(&last);
             format.start_tick(tick, &mut pending);
             for (row, diff) in rows(n) {
                 format.push(&mut pending, &row, diff);
             }
             assert_eq!(pending.len(), n as usize);
+            last = pending.size();
+            sizes.push(last);
             LineFormat::finish_tick(&mut pending, &mut lines);
             assert!(pending.is_empty());
         }
+        // A fresh buffer expecting the big tick has room for all of it before the first push.
+        let big = sizes[0];
+        let mut sized = TickLines::default();
+        sized.expect(&big);
+        assert!(sized.lines.text.capacity() >= big.text, "{big:?}");
+        assert!(sized.lines.keys.capacity() >= big.keys, "{big:?}");
+        assert!(sized.diffs.capacity() >= big.updates && big.updates == 40);
         assert_eq!(lines.text, fresh.text);
         assert_eq!(lines.ends, fresh.ends);
         for i in 0..lines.len() {

@@ -186,10 +186,6 @@ impl TransformConfig for JoinConfig {
 }
 
 impl JoinPlan {
-    /// The join key of a left row, or `None` when a key field is NULL (it matches nothing).
-    pub fn left_key(&self, row: &[Value]) -> Option<Row> {
-        key_of(&self.left_keys, row)
-    }
     /// Whether a left row has a NULL key field (it matches nothing), without building the key.
     pub fn left_key_has_null(&self, row: &[Value]) -> bool {
         self.left_keys
