@@ -694,13 +694,11 @@ impl Combiner {
     /// Folds `row` into the state of group `self.key` at `tick`.
     fn add_keyed(&mut self, tick: Tick, row: &[Value], diff: Diff) {
         let groups = self.ticks.entry(tick).or_default();
-        if let Some(state) = groups.get_mut(self.key.as_slice()) {
-            self.plan.fold(state, row, diff);
-        } else {
-            let mut state = self.plan.zero();
-            self.plan.fold(&mut state, row, diff);
-            groups.insert(self.key.clone(), state);
-        }
+        // One hash per record: a new group is inserted where the lookup left off.
+        let state = groups
+            .entry_ref(self.key.as_slice())
+            .or_insert_with(|| self.plan.zero());
+        self.plan.fold(state, row, diff);
     }
 
     /// Removes and returns every tick before `bound` (all ticks for `None`), in tick order,

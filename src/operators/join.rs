@@ -5,6 +5,11 @@
 //! A right field whose name a left field already has is renamed `<right input>_<field>` (or with
 //! the configured `right_prefix`), so output columns never clash.
 //!
+//! With `broadcast = "right"` (or `"left"`, inner joins only) that input is copied to every worker
+//! and the other input's rows are matched where they already are, instead of both inputs being
+//! exchanged by key: for a small side whose few keys would put all of the big side's rows on one
+//! or two workers (q5 joins per-auction counts with one maximum per window).
+//!
 //! SQL semantics: a NULL key matches nothing. In a left join a left row without a match is
 //! written once with NULLs for the right fields; when a matching right row arrives later that
 //! padded row is retracted and the joined rows are inserted.
@@ -31,11 +36,23 @@ pub enum JoinKind {
     Left,
 }
 
+/// Which input of a join, if any, is copied to every worker (`broadcast`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broadcast {
+    /// Neither: both inputs are exchanged by a hash of their key.
+    None,
+    /// The left input goes to every worker; right rows stay where they are.
+    Left,
+    /// The right input goes to every worker; left rows stay where they are.
+    Right,
+}
+
 struct JoinConfig {
     /// (left field, right field) pairs.
     on: Vec<(Sp<String>, Sp<String>)>,
     kind: JoinKind,
     right_prefix: Option<String>,
+    broadcast: Broadcast,
 }
 
 /// The runtime object: key positions and the output layout.
@@ -43,6 +60,8 @@ struct JoinConfig {
 pub struct JoinPlan {
     /// Inner or left outer.
     pub kind: JoinKind,
+    /// Which input goes to every worker.
+    pub broadcast: Broadcast,
     left_keys: Vec<usize>,
     right_keys: Vec<usize>,
     left_arity: usize,
@@ -88,10 +107,27 @@ impl TransformFactory for JoinFactory {
             );
             return None;
         }
+        let broadcast = match params.choice("broadcast", &["left", "right"]) {
+            Some(side) if side.value == "left" && kind == JoinKind::Left => {
+                params.error(
+                    Diagnostic::error("E0105", "a left join cannot broadcast its left input")
+                        .at(
+                            side.span,
+                            "the left input's unmatched rows need all right rows",
+                        )
+                        .help("broadcast the right input: `broadcast = \"right\"`"),
+                );
+                return None;
+            }
+            Some(side) if side.value == "left" => Broadcast::Left,
+            Some(_) => Broadcast::Right,
+            None => Broadcast::None,
+        };
         Some(Box::new(JoinConfig {
             on,
             kind,
             right_prefix,
+            broadcast,
         }))
     }
 }
@@ -150,7 +186,7 @@ impl TransformConfig for JoinConfig {
             right_kept.push(i);
         }
         let describe = format!(
-            "{} join on {}",
+            "{} join on {}{}",
             match self.kind {
                 JoinKind::Inner => "inner",
                 JoinKind::Left => "left",
@@ -163,12 +199,18 @@ impl TransformConfig for JoinConfig {
                     format!("{} = {}", l.value, r.value)
                 })
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            match self.broadcast {
+                Broadcast::None => "",
+                Broadcast::Left => ", left input broadcast",
+                Broadcast::Right => ", right input broadcast",
+            }
         );
         let left_arity = left.schema.len();
         let schema = Schema { fields };
         let plan = JoinPlan {
             kind: self.kind,
+            broadcast: self.broadcast,
             left_keys,
             right_keys,
             left_arity,
@@ -270,6 +312,7 @@ mod tests {
         // Left (id, name) joins right (label, owner, id2) on id = owner and name = label.
         let plan = JoinPlan {
             kind: JoinKind::Left,
+            broadcast: Broadcast::None,
             left_keys: vec![0, 1],
             right_keys: vec![1, 0],
             left_arity: 2,

@@ -106,6 +106,25 @@ inputs = ["left", "right"]
 on = ["k"]
 how = "left"
 
+[transforms.inner_left_everywhere]
+type = "join"
+inputs = ["left", "right"]
+on = ["k"]
+broadcast = "left"
+
+[transforms.inner_right_everywhere]
+type = "join"
+inputs = ["left", "right"]
+on = ["k"]
+broadcast = "right"
+
+[transforms.outer_right_everywhere]
+type = "join"
+inputs = ["left", "right"]
+on = ["k"]
+how = "left"
+broadcast = "right"
+
 [transforms.pairs]
 type = "distinct"
 input = "left"
@@ -132,11 +151,15 @@ routes = { pos = "v > 0", neg = "v < 0" }
 default = "other"
 "#;
 
-const OUTPUTS: [&str; 10] = [
+const OUTPUTS: [&str; 13] = [
     "positive",
     "per_group",
     "inner",
     "outer",
+    // Broadcast joins: the same rows as `inner` and `outer`.
+    "inner_left_everywhere",
+    "inner_right_everywhere",
+    "outer_right_everywhere",
     "pairs",
     "top",
     "first",
@@ -287,6 +310,9 @@ fn expected(left: &[Row], right: &[Row]) -> Vec<Vec<Vec<String>>> {
     vec![
         positive,
         per_group,
+        inner.clone(),
+        outer.clone(),
+        inner.clone(),
         inner,
         outer,
         pairs.into_iter().collect(),
