@@ -74,7 +74,7 @@ impl TransformFactory for JoinFactory {
         "join"
     }
     fn summary(&self) -> &'static str {
-        "join two inputs on key fields (`how` = inner or left), incrementally on both sides"
+        "join two inputs on key fields (`how` = inner or left), incrementally on both sides; `broadcast` copies a small input to every worker"
     }
     fn example(&self) -> &'static str {
         "type = \"join\"\ninputs = [\"eu_orders\", \"us_orders\"]\non = [\"order_id\"]\nhow = \"left\"\n"
