@@ -1,6 +1,7 @@
 //! Renders a `join` onto differential dataflow: both inputs keyed and arranged once, matched
 //! with `join_core`; a left join adds the left rows whose key has no right row, padded with
-//! NULLs (left minus its semijoin with the distinct right keys).
+//! NULLs (left minus its semijoin with the distinct right keys). A broadcast join copies one
+//! input to every worker and arranges the other where its rows are, unexchanged.
 
 use super::Coll;
 use crate::operators::join::{Broadcast, JoinKind, JoinPlan};
@@ -19,7 +20,7 @@ type Keyed<'s, V> = VecCollection<'s, Tick, (u64, V), Diff>;
 type ByHash<'s, V> = Arranged<'s, TraceAgent<ValSpine<u64, V, Tick, Diff>>>;
 
 /// Where one input's rows are arranged.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Placement {
     /// On the worker its key hash picks (both inputs of an ordinary join).
     ByKey,
@@ -29,25 +30,23 @@ enum Placement {
     InPlace,
 }
 
+/// Arranges `keyed` by its key hash on the workers `placement` says.
 fn arrange<'s, V>(keyed: Keyed<'s, V>, placement: Placement) -> ByHash<'s, V>
 where
     V: differential_dataflow::ExchangeData,
 {
-    match placement {
-        Placement::ByKey => keyed.arrange_by_key(),
-        Placement::Everywhere => arrange_core::<_, _, ValBatcher<u64, V, Tick, Diff>, _>(
-            keyed.inner.broadcast(),
-            Pipeline,
-            "ArrangeBroadcast",
-            ValBatcher::new,
-        ),
-        Placement::InPlace => arrange_core::<_, _, ValBatcher<u64, V, Tick, Diff>, _>(
-            keyed.inner,
-            Pipeline,
-            "ArrangeInPlace",
-            ValBatcher::new,
-        ),
-    }
+    let (updates, name) = match placement {
+        Placement::ByKey => return keyed.arrange_by_key(),
+        Placement::Everywhere => (keyed.inner.broadcast(), "ArrangeBroadcast"),
+        Placement::InPlace => (keyed.inner, "ArrangeInPlace"),
+    };
+    // `Pipeline`: the updates stay on the worker that has them (after the copy, for a broadcast).
+    arrange_core::<_, _, ValBatcher<u64, V, Tick, Diff>, _>(
+        updates,
+        Pipeline,
+        name,
+        ValBatcher::new,
+    )
 }
 
 /// The joined collection of `left` and `right`.
