@@ -27,8 +27,9 @@ fn a_kafka_pipeline_without_the_feature_says_how_to_build() {
 #[cfg(feature = "kafka")]
 mod broker {
     use super::super::support::{
-        assert_same_file, bin, commits, generate_orders, notice, orders_revenue_pipeline,
-        reference, root, run_to_end, start_run as start, summary, unique_name,
+        assert_same_revenue, bin, generate_orders, kill_mid_stream, notice,
+        orders_revenue_pipeline, reference, root, run_to_end, start_run as start, summary,
+        unique_name,
     };
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -145,9 +146,7 @@ mod broker {
             let pipeline = kafka_pipeline(dir.path(), &topic, &b, &group);
             let out = dir.path().join(format!("kafka-{workers}"));
             run_to_end(&pipeline, &out, workers, &["--stop-when-idle", "2s"]);
-            for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-                assert_same_file(&reference.join(f), &out.join(f));
-            }
+            assert_same_revenue(&reference, &out);
             let (s, r) = (summary(&out), summary(&reference));
             for k in [
                 "records_read",
@@ -292,19 +291,7 @@ mode = "snapshot"
         let pipeline = kafka_pipeline(dir.path(), &topic, &b, &group);
         let out = dir.path().join("kafka");
         let args = ["--commit-interval", "50ms", "--stop-when-idle", "2s"];
-        // Kill once the run has committed a few times, i.e. mid-stream.
-        let mut child = start(&pipeline, &out, &args);
-        let t = Instant::now();
-        while commits(&out) < 3 && t.elapsed() < Duration::from_secs(60) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let killed = child.try_wait().unwrap().is_none();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(killed, "the run ended before it could be killed");
+        kill_mid_stream(start(&pipeline, &out, &args), &out);
         let done: i64 = offsets(&b, &topic, &group).iter().map(|o| o.1).sum();
         assert!(
             done < events as i64,
@@ -312,9 +299,7 @@ mode = "snapshot"
         );
         let stderr = run_to_end(&pipeline, &out, "2", &args);
         assert!(stderr.contains("resuming run"), "{stderr}");
-        for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-            assert_same_file(&reference.join(f), &out.join(f));
-        }
+        assert_same_revenue(&reference, &out);
         let s = summary(&out);
         assert_eq!(
             s["records_read"], events,
@@ -382,9 +367,7 @@ mode = "snapshot"
         );
         if o.status.success() {
             notice("kafka broker restart: the run reconnected and finished");
-            for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-                assert_same_file(&reference.join(f), &out.join(f));
-            }
+            assert_same_revenue(&reference, &out);
             assert_eq!(summary(&out)["records_read"], events);
         } else {
             notice(&format!(

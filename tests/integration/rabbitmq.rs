@@ -6,8 +6,8 @@
 //! pass, unless `CI` is set (then they fail); `EVENTFLOW_AMQP_URL=none` skips them on purpose.
 
 use super::support::{
-    assert_same_file, bin, commits, generate_orders, notice, orders_revenue_pipeline, reference,
-    root, run_to_end, start_run as start, summary, unique_name,
+    assert_same_revenue, bin, generate_orders, kill_mid_stream, notice, orders_revenue_pipeline,
+    reference, root, run_to_end, start_run as start, summary, unique_name, wait_for_commits,
 };
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -136,9 +136,7 @@ fn rabbitmq_source_gives_the_file_pipelines_outputs_and_empties_the_queue() {
         let pipeline = rabbit_pipeline(dir.path(), &q, &url);
         let out = dir.path().join(format!("rabbit-{workers}"));
         run_to_end(&pipeline, &out, workers, &["--stop-when-idle", "1s"]);
-        for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-            assert_same_file(&reference.join(f), &out.join(f));
-        }
+        assert_same_revenue(&reference, &out);
         let s = summary(&out);
         let r = summary(&reference);
         for k in [
@@ -173,19 +171,7 @@ fn rabbitmq_run_killed_mid_stream_resumes_without_loss_or_double_counting() {
     let pipeline = rabbit_pipeline(dir.path(), &q, &url);
     let out = dir.path().join("rabbit");
     let args = ["--commit-interval", "50ms", "--stop-when-idle", "2s"];
-    // Kill once the run has committed a few times, i.e. mid-stream.
-    let mut child = start(&pipeline, &out, &args);
-    let t = Instant::now();
-    while commits(&out) < 3 && t.elapsed() < Duration::from_secs(60) {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed = child.try_wait().unwrap().is_none();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(killed, "the run ended before it could be killed");
+    kill_mid_stream(start(&pipeline, &out, &args), &out);
     let left = queue_len(&url, &q);
     assert!(
         left > 0 && left < events as u32,
@@ -193,9 +179,7 @@ fn rabbitmq_run_killed_mid_stream_resumes_without_loss_or_double_counting() {
     );
     let stderr = run_to_end(&pipeline, &out, "2", &args);
     assert!(stderr.contains("resuming run"), "{stderr}");
-    for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-        assert_same_file(&reference.join(f), &out.join(f));
-    }
+    assert_same_revenue(&reference, &out);
     let s = summary(&out);
     assert_eq!(
         s["records_read"], events,
@@ -444,15 +428,12 @@ fn rabbitmq_broker_restart_mid_run_reconnects_and_finishes_correctly() {
     publish(&url, &data, &q);
     let pipeline = rabbit_pipeline(dir.path(), &q, &url);
     let out = dir.path().join("rabbit");
-    let child = start(
+    let mut child = start(
         &pipeline,
         &out,
         &["--commit-interval", "50ms", "--stop-when-idle", "4s"],
     );
-    let t = Instant::now();
-    while commits(&out) < 2 && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_commits(&mut child, &out, 2);
     let bounced = Command::new(&script)
         .args(["bounce", "2"])
         .status()
@@ -465,9 +446,7 @@ fn rabbitmq_broker_restart_mid_run_reconnects_and_finishes_correctly() {
         stderr.contains("reconnecting"),
         "the loss was logged: {stderr}"
     );
-    for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
-        assert_same_file(&reference.join(f), &out.join(f));
-    }
+    assert_same_revenue(&reference, &out);
     let s = summary(&out);
     assert_eq!(s["records_read"], events, "{s}");
     assert_eq!(queue_len(&url, &q), 0, "the queue is empty at the end");

@@ -132,6 +132,35 @@ pub fn assert_same_file(a: &Path, b: &Path) {
     );
 }
 
+/// Fails unless both outputs of an `orders_revenue` run in `out` equal the reference's.
+pub fn assert_same_revenue(reference: &Path, out: &Path) {
+    for f in ["revenue_updates.csv", "revenue_snapshot.csv"] {
+        assert_same_file(&reference.join(f), &out.join(f));
+    }
+}
+
+/// Waits (at most 60 s) until the run writing `out` has committed `n` sink ticks or ended;
+/// returns whether it is still running.
+pub fn wait_for_commits(run: &mut std::process::Child, out: &Path, n: usize) -> bool {
+    let t = std::time::Instant::now();
+    while commits(out) < n && t.elapsed() < std::time::Duration::from_secs(60) {
+        if run.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    run.try_wait().unwrap().is_none()
+}
+
+/// Kills the run writing `out` once it has committed three times, i.e. mid-stream; fails if
+/// it ended before.
+pub fn kill_mid_stream(mut run: std::process::Child, out: &Path) {
+    let running = wait_for_commits(&mut run, out, 3);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(running, "the run ended before it could be killed");
+}
+
 /// Runs the file pipeline `orders_revenue` over `data` into `dir/file`, the reference.
 pub fn reference(dir: &Path, data: &Path) -> PathBuf {
     let out = dir.join("file");
