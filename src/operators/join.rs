@@ -108,7 +108,10 @@ impl TransformFactory for JoinFactory {
             return None;
         }
         let broadcast = match params.choice("broadcast", &["left", "right"]) {
-            Some(side) if side.value == "left" && kind == JoinKind::Left => {
+            None => Broadcast::None,
+            Some(side) if side.value == "right" => Broadcast::Right,
+            Some(_) if kind == JoinKind::Inner => Broadcast::Left,
+            Some(side) => {
                 params.error(
                     Diagnostic::error("E0105", "a left join cannot broadcast its left input")
                         .at(
@@ -119,9 +122,6 @@ impl TransformFactory for JoinFactory {
                 );
                 return None;
             }
-            Some(side) if side.value == "left" => Broadcast::Left,
-            Some(_) => Broadcast::Right,
-            None => Broadcast::None,
         };
         Some(Box::new(JoinConfig {
             on,
