@@ -684,18 +684,17 @@ impl Committer {
             bytes: enc.out.len(),
             rows: enc.stats.rows,
         };
-        let syncer = match (&self.syncer, enc.out.as_file()) {
-            (_, None) => None,
-            _ if now.is_none() => None,
-            (Some(syncer), _) => Some(syncer),
-            (None, Some(file)) => {
-                let syncer = Syncer::start(file.try_clone()?, self.sink.clone(), &self.recovery)?;
-                Some(&*self.syncer.insert(syncer))
-            }
-        };
-        match syncer {
-            Some(syncer) => {
-                if syncer.commits.send(commit).is_err() {
+        match enc.out.as_file().filter(|_| now.is_some()) {
+            Some(file) => {
+                if self.syncer.is_none() {
+                    let file = file.try_clone()?;
+                    self.syncer = Some(Syncer::start(file, self.sink.clone(), &self.recovery)?);
+                }
+                let handed = self
+                    .syncer
+                    .as_ref()
+                    .is_some_and(|s| s.commits.send(commit).is_ok());
+                if !handed {
                     // The syncer stopped on an error: report it.
                     self.wait()?;
                 }
@@ -839,7 +838,6 @@ impl Merge<'_> {
         }
         enc.finish()?;
         if let Some(c) = committer.as_mut() {
-            c.wait()?;
             let written = self.interrupt.bound();
             // An interrupted snapshot is partial: leave it uncommitted, a resume rewrites it.
             if self.mode == SinkMode::Updates || written.is_none() {
